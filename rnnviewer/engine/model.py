@@ -1,0 +1,217 @@
+"""The recurrent model: an RNN/GRU/LSTM layer plus an optional linear readout.
+
+    h_t = tanh(W_hh h_{t-1} + W_xh x_t + b_h)      (Elman; b_h = b_xh + b_hh)
+    y_t = W_hy h_t + b_y
+
+Parameters use torch's layout (see docs/developer-guide.md), so state_dicts of
+torch.nn.RNN/GRU/LSTM + Linear map one to one.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnviewer.engine import losses
+from rnnviewer.engine.kernels import get_cell
+from rnnviewer.errors import ConfigError
+
+GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+MAX_HIDDEN = 4096
+MAX_INPUT = 100_000
+
+
+@dataclass
+class Trace:
+    """What one forward pass computed; arrays are (B, T, ...)."""
+
+    x: np.ndarray                     # (B, T, I)
+    h: np.ndarray                     # (B, T, H)
+    y: np.ndarray | None              # (B, T, O), None without a readout
+    c: np.ndarray | None = None       # (B, T, H) LSTM cell state
+    gates: dict = field(default_factory=dict)  # name -> (B, T, H)
+    h0: np.ndarray | None = None      # (B, H)
+    c0: np.ndarray | None = None      # (B, H)
+    _out: dict | None = field(default=None, repr=False)
+
+
+def _check_size(name, value, low, high):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must lie in [{low}, {high}], got {value}")
+    return int(value)
+
+
+class Model:
+    """A single recurrent layer (cell "rnn", "gru" or "lstm") with a linear readout.
+
+    `n_out=0` builds the recurrent layer alone (hidden states and gates only).
+    """
+
+    def __init__(self, cell="rnn", n_in=1, n_hidden=32, n_out=1, seed=0,
+                 dtype="float32", backend="numba"):
+        if cell not in GATES:
+            raise ConfigError(f"unknown cell {cell!r}; choose one of rnn, gru, lstm")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.cell = cell
+        self.n_in = _check_size("n_in", n_in, 1, MAX_INPUT)
+        self.n_hidden = _check_size("n_hidden", n_hidden, 1, MAX_HIDDEN)
+        self.n_out = _check_size("n_out", n_out, 0, MAX_INPUT)
+        self.seed = int(seed)
+        self.dtype = np.dtype(dtype)
+        self.backend = backend
+        self.gate_names = GATES[cell]
+        self.params = self._init_params(np.random.default_rng(self.seed))
+        self._fwd, self._bwd, self._step = get_cell(cell, backend)
+
+    # ------------------------------------------------------------ construction
+    @property
+    def n_gates(self):
+        return max(1, len(self.gate_names))
+
+    @property
+    def state_size(self):
+        """Size of the dynamical state: H, or 2H for the LSTM ([h, c])."""
+        return 2 * self.n_hidden if self.cell == "lstm" else self.n_hidden
+
+    @property
+    def config(self):
+        return {"cell": self.cell, "n_in": self.n_in, "n_hidden": self.n_hidden,
+                "n_out": self.n_out, "seed": self.seed, "dtype": self.dtype.name}
+
+    def param_shapes(self):
+        G, H, I, O = self.n_gates, self.n_hidden, self.n_in, self.n_out
+        shapes = {"W_xh": (G * H, I), "W_hh": (G * H, H), "b_xh": (G * H,), "b_hh": (G * H,)}
+        if O:
+            shapes.update({"W_hy": (O, H), "b_y": (O,)})
+        return shapes
+
+    def _init_params(self, rng):
+        """torch's default: every weight and bias uniform in +-1/sqrt(H)."""
+        bound = 1.0 / np.sqrt(self.n_hidden)
+        return {k: rng.uniform(-bound, bound, size=s).astype(self.dtype)
+                for k, s in self.param_shapes().items()}
+
+    def copy(self):
+        other = Model(**self.config, backend=self.backend)
+        other.params = {k: v.copy() for k, v in self.params.items()}
+        return other
+
+    def set_params(self, params):
+        """Replace every parameter (checked for names and shapes), cast to the model dtype."""
+        shapes = self.param_shapes()
+        if set(params) != set(shapes):
+            raise ConfigError(f"parameters {sorted(params)} do not match {sorted(shapes)}")
+        for k, s in shapes.items():
+            if np.shape(params[k]) != s:
+                raise ConfigError(f"{k}: expected shape {s}, found {np.shape(params[k])}")
+        for k in shapes:
+            self.params[k] = np.array(params[k], dtype=self.dtype)
+
+    # ------------------------------------------------------------ computation
+    def _prepare(self, x, h0):
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ConfigError(f"x must have shape (B, T, {self.n_in}) with B, T >= 1, "
+                              f"got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        B, H = x.shape[0], self.n_hidden
+        c0 = None
+        if self.cell == "lstm":
+            if h0 is None:
+                h0 = c0 = None
+            elif isinstance(h0, (tuple, list)):
+                h0, c0 = h0
+            else:
+                raise ConfigError("an LSTM's h0 is a tuple (h0, c0)")
+            c0 = np.zeros((B, H), self.dtype) if c0 is None else self._state(c0, B, "c0")
+        h0 = np.zeros((B, H), self.dtype) if h0 is None else self._state(h0, B, "h0")
+        return x, h0, c0
+
+    def _state(self, s, B, name):
+        s = np.ascontiguousarray(s, dtype=self.dtype)
+        if s.shape != (B, self.n_hidden):
+            raise ConfigError(f"{name} must have shape {(B, self.n_hidden)}, got {s.shape}")
+        return s
+
+    def forward(self, x, h0=None):
+        """x (B, T, I) -> Trace with h (B, T, H), y (B, T, O), c and gates."""
+        x, h0, c0 = self._prepare(x, h0)
+        out = self._fwd(self.params, x, h0, c0)
+        y = None
+        if self.n_out:
+            y = out["h"] @ self.params["W_hy"].T + self.params["b_y"]  # (B, T, O)
+        return Trace(x=x, h=out["h"], y=y, c=out["c"], gates=out["gates"],
+                     h0=h0, c0=c0, _out=out)
+
+    def backward(self, trace, dy=None, dh=None):
+        """BPTT from dL/dy (B, T, O) and/or an extra dL/dh_t (B, T, H).
+
+        Returns grads for every parameter plus "x" (B,T,I), "h" (B,T,H) total dL/dh_t,
+        "h0" (B,H) (and "c0" for the LSTM).
+        """
+        B, T, H = trace.h.shape
+        dh_out = np.zeros((B, T, H), self.dtype) if dh is None else \
+            np.array(dh, dtype=self.dtype).reshape(B, T, H)
+        grads = {}
+        if self.n_out:
+            if dy is None:
+                dy = np.zeros((B, T, self.n_out), self.dtype)
+            dy = np.asarray(dy, dtype=self.dtype)
+            flat = dy.reshape(B * T, self.n_out)
+            grads["W_hy"] = flat.T @ trace.h.reshape(B * T, H)
+            grads["b_y"] = flat.sum(0)
+            dh_out += dy @ self.params["W_hy"]
+        elif dy is not None:
+            raise ConfigError("this model has no readout: pass dh, not dy")
+        g = self._bwd(self.params, trace.x, trace._out, np.ascontiguousarray(dh_out))
+        grads.update(g)
+        return grads
+
+    def loss(self, y, target, loss="mse", mask=None):
+        if loss not in losses.LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; choose mse or xent")
+        return losses.LOSSES[loss](y, target, mask)
+
+    def loss_and_grads(self, x, target, loss="mse", h0=None, mask=None):
+        """(loss, grads): grads holds every params key plus "x" and "h" (and "h0")."""
+        if not self.n_out:
+            raise ConfigError("this model has no readout, so it has no loss")
+        tr = self.forward(x, h0)
+        value, dy = self.loss(tr.y, target, loss, mask)
+        return value, self.backward(tr, dy=dy)
+
+    def step_state(self, state, x_t):
+        """One step of the dynamics: state (N, S) with x_t (N, I) -> next state (N, S)."""
+        state = np.asarray(state, dtype=self.dtype)
+        x_t = np.broadcast_to(np.asarray(x_t, dtype=self.dtype), state.shape[:-1] + (self.n_in,))
+        return self._step(self.params, state, x_t)
+
+    # ------------------------------------------------------------ torch layout
+    def load_torch(self, rnn_state, head_state=None):
+        """Take numpy arrays keyed like torch.nn.RNN/GRU/LSTM (layer 0) + torch.nn.Linear."""
+        names = {"W_xh": "weight_ih_l0", "W_hh": "weight_hh_l0",
+                 "b_xh": "bias_ih_l0", "b_hh": "bias_hh_l0"}
+        new = {}
+        for ours, theirs in names.items():
+            if theirs not in rnn_state:
+                raise ConfigError(f"recurrent state has no {theirs!r}")
+            new[ours] = np.asarray(rnn_state[theirs])
+        if self.n_out:
+            if head_state is None:
+                raise ConfigError("this model has a readout: pass the Linear's state")
+            for ours, theirs in (("W_hy", "weight"), ("b_y", "bias")):
+                if theirs not in head_state:
+                    raise ConfigError(f"readout state has no {theirs!r}")
+                new[ours] = np.asarray(head_state[theirs])
+        self.set_params(new)
+        return self
+
+    def to_torch(self, mapping=None):
+        """(rnn_state, head_state) in torch's keys from `mapping` (default: params)."""
+        m = self.params if mapping is None else mapping
+        rnn = {"weight_ih_l0": m["W_xh"], "weight_hh_l0": m["W_hh"],
+               "bias_ih_l0": m["b_xh"], "bias_hh_l0": m["b_hh"]}
+        head = {"weight": m["W_hy"], "bias": m["b_y"]} if "W_hy" in m else None
+        return rnn, head
