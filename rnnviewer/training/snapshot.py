@@ -1,0 +1,138 @@
+"""Immutable snapshots of a training session: everything the panels draw from.
+
+Every array in a Snapshot is read-only, and none is ever written again by the
+session: parameters, gradients and probe traces are copies; the history arrays are
+read-only views of the first n entries of append-only buffers (entries below n are
+never rewritten, a reset allocates new buffers). Panels may keep a Snapshot as long
+as they like and read it from any thread.
+"""
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+HISTORY_KEYS = ("step", "train_loss", "grad_norm", "lr")
+VAL_HISTORY_KEYS = ("val_step", "val_loss")
+
+
+def frozen(a, copy=True):
+    """A read-only array: a copy of `a` (or a view of it with copy=False)."""
+    if a is None:
+        return None
+    a = np.array(a, copy=True) if copy else np.asarray(a).view()
+    a.flags.writeable = False
+    return a
+
+
+def frozen_map(d, copy=True):
+    """A read-only mapping name -> read-only array."""
+    return MappingProxyType({k: frozen(v, copy) for k, v in (d or {}).items()})
+
+
+def frozen_config(d):
+    """A read-only mapping of JSON-like settings (nested dicts frozen too)."""
+    return MappingProxyType({k: frozen_config(v) if isinstance(v, dict) else v
+                             for k, v in (d or {}).items()})
+
+
+class History:
+    """Append-only per-step records kept in growable float64 buffers."""
+
+    def __init__(self, data=None):
+        self._cols = {k: np.zeros(1024) for k in HISTORY_KEYS + VAL_HISTORY_KEYS}
+        self._n = {"train": 0, "val": 0}
+        if data:
+            self.extend(data)
+
+    def __len__(self):
+        return self._n["train"]
+
+    def _append(self, group, keys, values):
+        n = self._n[group]
+        for k, v in zip(keys, values):
+            buf = self._cols[k]
+            if n == len(buf):  # grow: new buffer, so old views stay untouched
+                new = np.zeros(2 * len(buf))
+                new[:n] = buf
+                self._cols[k] = buf = new
+            buf[n] = v
+        self._n[group] = n + 1
+
+    def append(self, step, train_loss, grad_norm, lr):
+        self._append("train", HISTORY_KEYS, (step, train_loss, grad_norm, lr))
+
+    def append_val(self, step, val_loss):
+        self._append("val", VAL_HISTORY_KEYS, (step, val_loss))
+
+    def arrays(self, copy=False):
+        """name -> (n,) array; read-only views of the filled part unless copy=True."""
+        out = {}
+        for group, keys in (("train", HISTORY_KEYS), ("val", VAL_HISTORY_KEYS)):
+            n = self._n[group]
+            for k in keys:
+                out[k] = frozen(self._cols[k][:n], copy=copy)
+        return out
+
+    def extend(self, data):
+        """Append saved history (a dict of the arrays returned by `arrays`)."""
+        cols = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in HISTORY_KEYS]
+        n = min(len(c) for c in cols)
+        for i in range(n):
+            self.append(*(c[i] for c in cols))
+        vals = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in VAL_HISTORY_KEYS]
+        for i in range(min(len(c) for c in vals)):
+            self.append_val(vals[0][i], vals[1][i])
+
+
+@dataclass(frozen=True)
+class ProbeTrace:
+    """The model run on the task's fixed probe batch (P sequences)."""
+
+    x: np.ndarray                 # (P, T, I) inputs
+    target: np.ndarray            # (P, T, O) values or (P, T) class ids
+    mask: np.ndarray | None       # (P, T) or None
+    h: np.ndarray                 # (P, T, H) hidden states
+    y: np.ndarray                 # (P, T, O) outputs
+    c: np.ndarray | None          # (P, T, H) LSTM cell state
+    gates: MappingProxyType       # gate name -> (P, T, H)
+    dh: np.ndarray                # (P, T, H) total dL/dh_t of the probe loss
+    loss: float                   # probe loss
+    labels: tuple = ()            # per sequence, one label per timestep (task.render_inputs)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state of a run at one step, for drawing. Never mutated after creation."""
+
+    run_id: int                   # changes on every reset or loaded session
+    serial: int                   # counts the snapshots of a run
+    step: int                     # training steps done
+    loss: float                   # last training loss (nan before the first step)
+    val_loss: float               # last validation loss (nan before the first)
+    grad_norm: float              # global gradient norm of the last step, before clipping
+    lr: float
+    clip: float                   # clip norm, 0 = off
+    steps_per_second: float
+    history: MappingProxyType     # "step","train_loss","grad_norm","lr" (n,); "val_step","val_loss"
+    params: MappingProxyType      # name -> copy of the parameter
+    delta: MappingProxyType       # name -> params now minus params before the last step
+    grads: MappingProxyType       # name -> gradient of the last training step (unclipped)
+    probe: ProbeTrace
+    model_config: MappingProxyType
+    gate_names: tuple
+    task_name: str
+    task_config: MappingProxyType
+    task_description: str = ""
+    loss_name: str = "mse"        # "mse" or "xent"
+    optimizer: str = "adam"
+    time: float = 0.0             # time.monotonic() when made
+    extra: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def cell(self):
+        return self.model_config["cell"]
+
+    @property
+    def n_hidden(self):
+        return int(self.model_config["n_hidden"])
