@@ -76,13 +76,16 @@ class History:
 
     def extend(self, data):
         """Append saved history (a dict of the arrays returned by `arrays`)."""
-        cols = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in HISTORY_KEYS]
-        n = min(len(c) for c in cols)
-        for i in range(n):
-            self.append(*(c[i] for c in cols))
-        vals = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in VAL_HISTORY_KEYS]
-        for i in range(min(len(c) for c in vals)):
-            self.append_val(vals[0][i], vals[1][i])
+        for group, keys in (("train", HISTORY_KEYS), ("val", VAL_HISTORY_KEYS)):
+            cols = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in keys]
+            n0, add = self._n[group], min(len(c) for c in cols)
+            for k, col in zip(keys, cols):
+                if n0 + add > len(self._cols[k]):
+                    new = np.zeros(max(2 * len(self._cols[k]), n0 + add))
+                    new[:n0] = self._cols[k][:n0]
+                    self._cols[k] = new
+                self._cols[k][n0:n0 + add] = col[:add]
+            self._n[group] = n0 + add
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Time the attributions for one probe sequence, as the live saliency panel runs them.
+
+    python benchmarks/bench_attribution.py [--T 100] [--H 128] [--steps 50] [--repeats 15]
+
+Prints the median wall time (ms) per call for every cell, backend and input kind
+(one-hot text with I=65 characters and O=65 classes, or a 1-feature series), after
+one warm-up call (which also compiles numba kernels). A 60 Hz frame is 16.7 ms.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/numba_cache")
+
+import numpy as np  # noqa: E402
+
+from rnnviewer.engine import Model  # noqa: E402
+from rnnviewer.engine import attribution as A  # noqa: E402
+from rnnviewer.engine.kernels import get_cell  # noqa: E402
+from rnnviewer.engine.kernels import numpy_cells  # noqa: E402
+
+
+def median_ms(fn, repeats):
+    fn()  # warm-up (and numba compilation)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def probe(kind, T, rng):
+    if kind == "text":
+        x = np.zeros((1, T, 65), np.float32)
+        x[0, np.arange(T), rng.integers(0, 65, T)] = 1.0
+        return x, 65
+    return rng.normal(size=(1, T, 1)).astype(np.float32), 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, default=100)
+    ap.add_argument("--H", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--cells", default="rnn,gru,lstm")
+    ap.add_argument("--backends", default="numba,numpy")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"T={args.T} H={args.H} B=1 float32; IG steps={args.steps}; median of "
+          f"{args.repeats} (ms)")
+    print(f"{'cell':5} {'backend':13} {'input':6} {'IG':>8} {'saliency':>9} "
+          f"{'occlusion':>10} {'IG loss':>8}")
+    for cell in args.cells.split(","):
+        for backend in args.backends.split(","):
+            fwd = get_cell(cell, backend)[0]
+            actual = "numpy" if fwd is numpy_cells.CELLS[cell][0] else backend
+            if backend == "numba" and actual == "numpy":
+                actual = "numpy(fallbk)"
+            for kind in ("text", "series"):
+                x, n_in = probe(kind, args.T, rng)
+                O = 65 if kind == "text" else 1
+                m = Model(cell, n_in=n_in, n_hidden=args.H, n_out=O, seed=0, backend=backend)
+                loss = "xent" if kind == "text" else "mse"
+                target = (rng.integers(0, O, (1, args.T)) if loss == "xent"
+                          else rng.normal(size=(1, args.T, 1)).astype(np.float32))
+                r = args.repeats
+                ig = median_ms(lambda: A.integrated_gradients(m, x, -1, 0, steps=args.steps), r)
+                sal = median_ms(lambda: A.saliency(m, x, -1, 0), r)
+                occ = median_ms(lambda: A.occlusion(m, x, -1, 0), r)
+                igl = median_ms(lambda: A.integrated_gradients(
+                    m, x, None, "loss", steps=args.steps, target=target, loss=loss), r)
+                print(f"{cell:5} {actual:13} {kind:6} {ig:8.2f} {sal:9.2f} {occ:10.2f} "
+                      f"{igl:8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Command line and main(): `rnnviewer [FILE]`, `--screenshot`, `--self-test`, `train`.
+
+Imports stay light until needed: `rnnviewer --version` and `rnnviewer train ...`
+never import Qt, and NUMBA_CACHE_DIR is set before anything imports numba.
+"""
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import rnnviewer
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def user_cache_dir():
+    """The per-user cache folder for rnnviewer (XDG on Linux, the platform's elsewhere)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "rnnviewer" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "rnnviewer"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnviewer"
+
+
+def source_hash():
+    """A short hash of the package's .py sources: numba's cache is keyed on it, so a new
+    build never runs stale machine code (NOTES.md, PyInstaller)."""
+    h = hashlib.sha256(rnnviewer.__version__.encode())
+    for p in sorted(_PACKAGE_DIR.rglob("*.py")):
+        h.update(str(p.relative_to(_PACKAGE_DIR)).encode())
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            pass
+    return h.hexdigest()[:12]
+
+
+def setup_numba_cache():
+    """Point NUMBA_CACHE_DIR at the user cache (unless set); must run before numba loads."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    path = user_cache_dir() / f"numba-{source_hash()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # read-only home: numba falls back to its own default
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    return str(path)
+
+
+def _size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (200 <= w <= 10000 and 200 <= h <= 10000):
+        raise argparse.ArgumentTypeError(f"size {text} out of range")
+    return w, h
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="rnnviewer",
+        description="Train small recurrent networks live and look inside them. "
+                    "`rnnviewer train --help` trains without a window.")
+    p.add_argument("file", nargs="?", metavar="FILE", help="a session file (.npz) to open")
+    p.add_argument("--version", action="version", version=f"rnnviewer {rnnviewer.__version__}")
+    p.add_argument("--screenshot", metavar="PNG",
+                   help="train --steps steps offscreen, save a PNG of the window, and exit")
+    p.add_argument("--export-panels", metavar="DIR",
+                   help="with --screenshot: also save one PNG per visible panel into DIR")
+    p.add_argument("--self-test", action="store_true",
+                   help="train a few steps offscreen, render every panel, exit 0 if all is well")
+    p.add_argument("--task", help="task (sine, adding, copy, flipflop, parity, text, csv)")
+    p.add_argument("--cell", choices=("rnn", "gru", "lstm"), help="recurrent cell")
+    p.add_argument("--hidden", type=int, help="hidden units")
+    p.add_argument("--seq-len", type=int, help="sequence length")
+    p.add_argument("--batch", type=int, help="batch size")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), help="optimizer")
+    p.add_argument("--clip", type=float, help="gradient clip norm (0: off)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps before the screenshot (default 300; self-test 5)")
+    p.add_argument("--size", type=_size, default=(1500, 950), metavar="WxH",
+                   help="window size for --screenshot (default 1500x950)")
+    return p
+
+
+def config_overrides(args):
+    """SessionConfig fields given on the command line."""
+    names = {"task": "task", "cell": "cell", "hidden": "hidden", "seq_len": "seq_len",
+             "batch": "batch", "lr": "lr", "optimizer": "optimizer", "clip": "clip",
+             "seed": "seed"}
+    return {field: getattr(args, a) for a, field in names.items() if getattr(args, a) is not None}
+
+
+def main(argv=None):
+    """Entry point of the `rnnviewer` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        setup_numba_cache()
+        from rnnviewer.training.headless import main as train_main
+        return train_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.steps is not None and args.steps < 0:
+        build_parser().error("--steps must be >= 0")
+    setup_numba_cache()
+    if args.screenshot or args.self_test or args.export_panels:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from rnnviewer.ui.runner import run
+    return run(args, config_overrides(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Shared numba helpers for the cell kernels: strided BLAS gemm, float32 tanh, chunking.
+
+`gemm` calls SciPy's BLAS (scipy.linalg.cython_blas) straight from njit code with
+explicit leading dimensions, offsets, alpha and beta, so the kernels multiply strided
+(B, T, H) slices in place with no copies and no allocation. The BLAS entry points are
+registered with llvmlite under fixed symbol names, so kernels using them stay cacheable
+(`cache=True`): a cached kernel links against the symbol when this module is imported.
+
+Helpers here are `inline="always"`: numba inlines them into each kernel before
+lowering, so they take the kernel's flags (fastmath for float32, exact for float64).
+numba's cache checks only the kernel's own source file: after editing this file,
+clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources).
+"""
+
+import ctypes
+import glob
+import os
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+# ---------------------------------------------------------------- BLAS binding
+_GEMM_SYMBOLS = {"sgemm": "rnnviewer_sgemm", "dgemm": "rnnviewer_dgemm"}
+
+
+def _register_blas():
+    """Make SciPy's Fortran sgemm/dgemm callable from njit code under stable names."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS)
+
+    for fortran, symbol in _GEMM_SYMBOLS.items():
+        llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", fortran))
+
+
+_register_blas()
+
+
+def _scipy_blas_libraries():
+    """Paths of the OpenBLAS libraries SciPy loaded (the ones the kernels call)."""
+    import scipy
+
+    root = os.path.dirname(os.path.dirname(scipy.__file__))
+    found = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                folder = os.path.dirname(path)
+                if "openblas" in os.path.basename(path).lower() and (
+                        folder.endswith("scipy.libs") or folder.endswith(os.path.join("scipy", ".dylibs"))):
+                    found.add(path)
+    except OSError:
+        pass
+    for pattern in ("scipy.libs/*openblas*", "scipy/.dylibs/*openblas*", "scipy.libs/*openblas*.dll"):
+        found.update(glob.glob(os.path.join(root, pattern)))
+    return sorted(found)
+
+
+def set_blas_threads(n=1):
+    """Limit SciPy's OpenBLAS (the BLAS the kernels call) to `n` threads; True if done.
+
+    The kernels run their own coarse batch parallelism and call BLAS on small blocks:
+    a multi-threaded BLAS inside them oversubscribes the cores and stalls (NOTES.md).
+    numpy's own BLAS is left alone.
+    """
+    done = False
+    for path in _scipy_blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = None
+                fn(int(n))
+                done = True
+                break
+    return done
+
+
+BLAS_LIMITED = set_blas_threads(int(os.environ.get("RNNVIEWER_BLAS_THREADS", "1")))
+
+# Fortran calling convention: every argument is a pointer.
+_GEMM_SIG = types.void(*([types.voidptr] * 13))
+_sgemm = types.ExternalFunction(_GEMM_SYMBOLS["sgemm"], _GEMM_SIG)
+_dgemm = types.ExternalFunction(_GEMM_SYMBOLS["dgemm"], _GEMM_SIG)
+
+
+@intrinsic
+def _addr(typingctx, arr, offset):
+    """void* to element `offset` of the (contiguous) buffer of `arr`."""
+    if not isinstance(arr, types.Array) or not isinstance(offset, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        off = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr = builder.gep(ary.data, [off])
+        return builder.bitcast(ptr, cgutils.voidptr_t)
+
+    return types.voidptr(arr, offset), codegen
+
+
+@intrinsic
+def _ref(typingctx, value):
+    """void* to a stack copy of a scalar (Fortran passes everything by reference)."""
+    if not isinstance(value, (types.Integer, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = cgutils.alloca_once_value(builder, args[0])
+        return builder.bitcast(ptr, cgutils.voidptr_t)
+
+    return types.voidptr(value), codegen
+
+
+_N = np.int8(ord("N"))
+_T = np.int8(ord("T"))
+
+
+@njit(inline="always")
+def gemm(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, ldc):
+    """Row-major C[m, n] = alpha * op(A) @ op(B) + beta * C on strided buffers.
+
+    A, B, C are arrays of one float dtype, addressed as flat buffers: element (i, j) of
+    the row-major operand X is X.flat[off_x + i * ldx + j]. op(A) is A (m, k) or, with
+    trans_a, A.T where A is (k, m); likewise B. beta = 0 overwrites C (NaN-safe).
+    """
+    if m <= 0 or n <= 0:
+        return
+    if k <= 0:  # C = beta * C, which BLAS may skip
+        cf = c.reshape(c.size)
+        for i in range(m):
+            for j in range(n):
+                cf[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * cf[off_c + i * ldc + j]
+        return
+    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap operands.
+    ta = _T if trans_b else _N
+    tb = _T if trans_a else _N
+    if c.itemsize == 4:  # float32 (constant-folded)
+        _sgemm(_ref(ta), _ref(tb), _ref(np.int32(n)), _ref(np.int32(m)), _ref(np.int32(k)),
+               _ref(np.float32(alpha)), _addr(b, off_b), _ref(np.int32(max(ldb, 1))),
+               _addr(a, off_a), _ref(np.int32(max(lda, 1))), _ref(np.float32(beta)),
+               _addr(c, off_c), _ref(np.int32(max(ldc, 1))))
+    else:
+        _dgemm(_ref(ta), _ref(tb), _ref(np.int32(n)), _ref(np.int32(m)), _ref(np.int32(k)),
+               _ref(np.float64(alpha)), _addr(b, off_b), _ref(np.int32(max(ldb, 1))),
+               _addr(a, off_a), _ref(np.int32(max(lda, 1))), _ref(np.float64(beta)),
+               _addr(c, off_c), _ref(np.int32(max(ldc, 1))))
+
+
+# ---------------------------------------------------------------- small matmul
+SMALL_M = 2  # at most this many rows: hand loop (BLAS gemm packs W on every call)
+
+
+@njit(inline="always")
+def matmul_rows(m, a, off_a, lda, w, c, off_c, ldc, beta):
+    """Row-major C[m, N] = beta * C + A[m, K] @ W for a contiguous (K, N) matrix W.
+
+    The recurrent product of one timestep; beta is 0 or 1. Tiny m (a batch chunk of one
+    or two rows) uses an axpy loop that vectorises without reassociation; BLAS otherwise.
+    """
+    K, N = w.shape
+    if m > SMALL_M:
+        gemm(False, False, m, N, K, 1.0, a, off_a, lda, w, 0, N, beta, c, off_c, ldc)
+        return
+    af = a.reshape(a.size)
+    cf = c.reshape(c.size)
+    wf = w.reshape(w.size)
+    for i in range(m):
+        ci = off_c + i * ldc
+        ai = off_a + i * lda
+        if beta == 0.0:
+            for j in range(N):
+                cf[ci + j] = 0.0
+        for k in range(K):
+            s = af[ai + k]
+            wk = k * N
+            for j in range(N):
+                cf[ci + j] += s * wf[wk + j]
+
+
+@njit(inline="always")
+def tanh32(x):
+    """float32 tanh as a rational function (Eigen's fast tanh): error < 3e-7, vectorises.
+
+    Written so that NaN propagates (the clamps compare false on NaN)."""
+    lim = np.float32(7.90531110763549805)
+    if x > lim:
+        x = lim
+    if x < -lim:
+        x = -lim
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = p * x2 + np.float32(-8.60467152213735e-11)
+    p = p * x2 + np.float32(5.12229709037114e-08)
+    p = p * x2 + np.float32(1.48572235717979e-05)
+    p = p * x2 + np.float32(6.37261928875436e-04)
+    p = p * x2 + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = q * x2 + np.float32(2.26843463243900e-03)
+    q = q * x2 + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+def chunk_count(B, min_rows, threads=None):
+    """How many batch chunks to run in parallel: 1 (the serial kernel) for small B."""
+    threads = numba.get_num_threads() if threads is None else threads
+    return max(1, min(threads, B // max(1, min_rows)))

@@ -1,0 +1,249 @@
+"""numba Elman RNN: forward and full BPTT, float32 (fastmath) and float64 (exact).
+
+    h_t = tanh(W_xh x_t + b_xh + W_hh h_{t-1} + b_hh)
+
+Same contract as `numpy_cells.rnn_forward/rnn_backward`. x is (B, T, I) floats or
+(B, T) integer token ids (one-hot rows of size I: a row gather forward and a
+scatter-add backward, never a matmul). Only W_hh h stays in the time loop; the input
+projection and every weight gradient are single large BLAS calls per batch chunk.
+Large batches run as one chunk per thread (one fork/join per call, per-chunk gradient
+buffers); small ones run the serial kernel. Each variant compiles on first use only.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from rnnviewer.engine.kernels._common import chunk_count, gemm, matmul_rows, tanh32
+from rnnviewer.engine.numba_config import JIT, JIT_EXACT
+
+JIT_F32 = JIT
+JIT_F64 = JIT_EXACT
+JIT_F32_PAR = dict(JIT_F32, parallel=True)
+JIT_F64_PAR = dict(JIT_F64, parallel=True)
+
+PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
+
+
+# ---------------------------------------------------------------- row-range bodies
+@njit(inline="always")
+def _act(v, f32):
+    return tanh32(v) if f32 else np.tanh(v)
+
+
+@njit(inline="always")
+def _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
+    """h[b0:b1] (B, T, H) from x[b0:b1]: input projection, then the time loop."""
+    B, T, H = h.shape
+    I = W_xh.shape[1]
+    m = b1 - b0
+    f32 = h.itemsize == 4
+    hf = h.reshape(h.size)
+    if x.ndim == 2:  # token ids: gather rows of W_xh.T
+        for b in range(b0, b1):
+            for t in range(T):
+                row = (b * T + t) * H
+                k = x[b, t]
+                for j in range(H):
+                    hf[row + j] = W_xh_T[k, j]
+    else:  # (m*T, I) @ W_xh.T in one call
+        gemm(False, True, m * T, H, I, 1.0, x, b0 * T * I, I, W_xh, 0, I, 0.0, h, b0 * T * H, H)
+    for t in range(T):
+        if t == 0:
+            matmul_rows(m, h0, b0 * H, H, W_hh_T, h, b0 * T * H, T * H, 1.0)
+        else:
+            matmul_rows(m, h, (b0 * T + t - 1) * H, T * H, W_hh_T, h, (b0 * T + t) * H, T * H, 1.0)
+        for b in range(b0, b1):
+            row = (b * T + t) * H
+            for j in range(H):
+                hf[row + j] = _act(hf[row + j] + bias[j], f32)
+
+
+@njit(inline="always")
+def _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    """BPTT over rows b0:b1; writes dh (total dL/dh_t), dx, dh0 rows and this chunk's
+    weight gradients gW_xh (H, I) (or (I, H) for token ids), gW_hh (H, H), gb (H,)."""
+    B, T, H = h.shape
+    I = W_xh.shape[1]
+    m = b1 - b0
+    hf = h.reshape(h.size)
+    gf = dh_out.reshape(dh_out.size)
+    dhf = dh.reshape(dh.size)
+    daf = da.reshape(da.size)
+    for t in range(T - 1, -1, -1):
+        for b in range(b0, b1):
+            row = (b * T + t) * H
+            if t == T - 1:
+                for j in range(H):
+                    g = gf[row + j]
+                    dhf[row + j] = g
+                    daf[row + j] = g * (1.0 - hf[row + j] * hf[row + j])
+            else:  # dh[:, t] already holds da_{t+1} @ W_hh
+                for j in range(H):
+                    g = gf[row + j] + dhf[row + j]
+                    dhf[row + j] = g
+                    daf[row + j] = g * (1.0 - hf[row + j] * hf[row + j])
+        if t > 0:
+            matmul_rows(m, da, (b0 * T + t) * H, T * H, W_hh, dh, (b0 * T + t - 1) * H, T * H, 0.0)
+        else:
+            matmul_rows(m, da, b0 * T * H, T * H, W_hh, dh0, b0 * H, H, 0.0)
+    # bias: sum of da over the chunk's rows
+    for j in range(H):
+        gb[j] = 0.0
+    for r in range(b0 * T, b1 * T):
+        for j in range(H):
+            gb[j] += daf[r * H + j]
+    # W_hh: pairs (da[b, t], h[b, t-1]) are flat rows (r, r-1) of the chunk, except at
+    # t = 0 where h0[b] replaces h[b-1, T-1]: one big product plus two small fixes.
+    gemm(True, False, H, H, m * T - 1, 1.0, da, (b0 * T + 1) * H, H, h, b0 * T * H, H,
+         0.0, gW_hh, 0, H)
+    gemm(True, False, H, H, m - 1, -1.0, da, (b0 + 1) * T * H, T * H, h, (b0 * T + T - 1) * H,
+         T * H, 1.0, gW_hh, 0, H)
+    gemm(True, False, H, H, m, 1.0, da, b0 * T * H, T * H, h0, b0 * H, H, 1.0, gW_hh, 0, H)
+    # input side
+    if x.ndim == 2:  # token ids: scatter-add rows into gW_xh (I, H)
+        gxf = gW_xh.reshape(gW_xh.size)
+        for j in range(gxf.size):
+            gxf[j] = 0.0
+        for b in range(b0, b1):
+            for t in range(T):
+                k = x[b, t] * H
+                row = (b * T + t) * H
+                for j in range(H):
+                    gxf[k + j] += daf[row + j]
+    else:
+        gemm(True, False, H, I, m * T, 1.0, da, b0 * T * H, H, x, b0 * T * I, I, 0.0, gW_xh, 0, I)
+    gemm(False, False, m * T, I, H, 1.0, da, b0 * T * H, H, W_xh, 0, I, 0.0, dx, b0 * T * I, I)
+
+
+# ---------------------------------------------------------------- jitted variants
+# One function per (dtype, serial/parallel) so each compiles on first use and keeps
+# its own cache entry; the bodies above are inlined with the variant's flags.
+@njit(**JIT_F32)
+def _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, 0, h.shape[0])
+
+
+@njit(**JIT_F64)
+def _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, 0, h.shape[0])
+
+
+@njit(**JIT_F32_PAR)
+def _fwd_f32_par(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
+    B = h.shape[0]
+    for c in prange(n):
+        _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * B // n, (c + 1) * B // n)
+
+
+@njit(**JIT_F64_PAR)
+def _fwd_f64_par(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
+    B = h.shape[0]
+    for c in prange(n):
+        _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * B // n, (c + 1) * B // n)
+
+
+@njit(**JIT_F32)
+def _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
+              gW_xh[0], gW_hh[0], gb[0], 0, h.shape[0])
+
+
+@njit(**JIT_F64)
+def _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
+              gW_xh[0], gW_hh[0], gb[0], 0, h.shape[0])
+
+
+@njit(**JIT_F32_PAR)
+def _bwd_f32_par(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    B, n = h.shape[0], gb.shape[0]
+    for c in prange(n):
+        _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
+                  gW_xh[c], gW_hh[c], gb[c], c * B // n, (c + 1) * B // n)
+    for c in range(1, n):
+        gW_xh[0] += gW_xh[c]
+        gW_hh[0] += gW_hh[c]
+        gb[0] += gb[c]
+
+
+@njit(**JIT_F64_PAR)
+def _bwd_f64_par(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    B, n = h.shape[0], gb.shape[0]
+    for c in prange(n):
+        _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
+                  gW_xh[c], gW_hh[c], gb[c], c * B // n, (c + 1) * B // n)
+    for c in range(1, n):
+        gW_xh[0] += gW_xh[c]
+        gW_hh[0] += gW_hh[c]
+        gb[0] += gb[c]
+
+
+_FWD = {(4, False): _fwd_f32, (8, False): _fwd_f64, (4, True): _fwd_f32_par, (8, True): _fwd_f64_par}
+_BWD = {(4, False): _bwd_f32, (8, False): _bwd_f64, (4, True): _bwd_f32_par, (8, True): _bwd_f64_par}
+
+
+# ---------------------------------------------------------------- public wrappers
+def _arrays(p, dtype):
+    c = np.ascontiguousarray
+    return (c(p["W_xh"], dtype), c(p["W_hh"], dtype), c(p["b_xh"], dtype), c(p["b_hh"], dtype))
+
+
+def _input(x, dtype, I):
+    """Contiguous x: (B, T) int64 token ids checked against I, or (B, T, I) floats."""
+    if x.ndim == 2:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TypeError("token ids must be integers")
+        x = np.ascontiguousarray(x, np.int64)
+        if x.size and (x.min() < 0 or x.max() >= I):
+            raise ValueError(f"token ids must lie in [0, {I})")
+        return x
+    return np.ascontiguousarray(x, dtype)
+
+
+def forward(p, x, h0, c0=None):
+    """x (B, T, I) or (B, T) ids, h0 (B, H) -> dict(h (B, T, H), c None, gates {}, cache)."""
+    W_xh, W_hh, b_xh, b_hh = _arrays(p, p["W_hh"].dtype)
+    dtype = W_hh.dtype
+    H, I = W_xh.shape
+    x = _input(x, dtype, I)
+    B, T = x.shape[:2]
+    h0 = np.ascontiguousarray(h0, dtype)
+    h = np.empty((B, T, H), dtype)
+    n = chunk_count(B, PARALLEL_MIN_ROWS)
+    args = (x, W_xh, np.ascontiguousarray(W_xh.T), np.ascontiguousarray(W_hh.T), b_xh + b_hh, h0, h)
+    if n > 1:
+        _FWD[dtype.itemsize, True](*args, n)
+    else:
+        _FWD[dtype.itemsize, False](*args)
+    return {"h": h, "c": None, "gates": {}, "cache": {"h0": h0}}
+
+
+forward.accepts_token_ids = True
+
+
+def backward(p, x, out, dh_out):
+    """Full BPTT from dh_out (B, T, H) = dL/dh_t from outside the recurrence.
+
+    Returns W_xh, W_hh, b_xh, b_hh, "x" (B, T, I), "h" (B, T, H) total dL/dh_t, "h0" (B, H).
+    """
+    W_xh, W_hh, _, _ = _arrays(p, p["W_hh"].dtype)
+    dtype = W_hh.dtype
+    H, I = W_xh.shape
+    h = out["h"]
+    h0 = out["cache"]["h0"]
+    x = _input(x, dtype, I)
+    B, T = h.shape[:2]
+    dh_out = np.ascontiguousarray(dh_out, dtype)
+    n = chunk_count(B, PARALLEL_MIN_ROWS)
+    ids = x.ndim == 2
+    dh = np.empty((B, T, H), dtype)
+    da = np.empty((B, T, H), dtype)
+    dx = np.empty((B, T, I), dtype)
+    dh0 = np.empty((B, H), dtype)
+    gW_xh = np.empty((n, I, H) if ids else (n, H, I), dtype)
+    gW_hh = np.empty((n, H, H), dtype)
+    gb = np.empty((n, H), dtype)
+    _BWD[dtype.itemsize, n > 1](x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb)
+    dW_xh = np.ascontiguousarray(gW_xh[0].T) if ids else gW_xh[0]
+    return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb[0], "b_hh": gb[0].copy(),
+            "x": dx, "h": dh, "h0": dh0}

@@ -1,0 +1,52 @@
+"""Reading user files as text: one DataError naming the file and the problem, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnviewer.errors import DataError
+
+MAX_BYTES = 64 << 20  # 64 MiB
+
+
+def read_bytes(path, kind="text") -> bytes:
+    """The bytes of `path`; DataError if missing, a folder, unreadable, empty or too large."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder, not a {kind} file")
+        if size > MAX_BYTES:
+            raise DataError(f"{path}: too large ({size / 2**20:.0f} MB; rnnviewer reads "
+                            f"{kind} files up to {MAX_BYTES >> 20} MB)")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not data.strip():
+        raise DataError(f"{path}: the file is empty" if not data
+                        else f"{path}: the file holds only whitespace")
+    return data
+
+
+def decode_text(data: bytes, path, kind="text") -> str:
+    """UTF-8 (optional BOM) to str with \\n line ends; DataError for binary or non-UTF-8 data."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{path}: looks like a binary file, not {kind} (NUL byte at offset "
+                        f"{nul}); rnnviewer reads UTF-8 text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, "
+                        f"offset {e.start}); save it as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text(path, kind="text") -> str:
+    """A UTF-8 text file's content; DataError for every way it cannot be used."""
+    return decode_text(read_bytes(path, kind), path, kind)

@@ -1,0 +1,240 @@
+"""Dock panels: the Panel base class, the shared unit selection, and the registry.
+
+Adding a panel: write `rnnviewer/ui/panels/<name>.py` with a `Panel` subclass decorated
+with `@register_panel`, and add "<name>" to PANEL_MODULES below. The main window makes
+one dock per registered panel, lists it in the View menu, feeds it every snapshot and
+offers its image and data export.
+
+    @register_panel
+    class WeightsPanel(Panel):
+        title = "Weights"                  # dock title and View menu entry
+        object_name = "weights"            # stable id: dock layout, export file names
+        def build(self): ...               # create widgets and plot items once
+        def redraw(self, snap): ...        # update items in place from the newest snapshot
+        def data_arrays(self): ...         # name -> array behind the picture (export)
+"""
+
+import csv
+import importlib
+import logging
+import traceback
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+log = logging.getLogger(__name__)
+
+# Modules under rnnviewer/ui/panels/ that define panels (one line per panel module).
+PANEL_MODULES = (
+    "curves",
+)
+
+_REGISTRY = []                 # Panel subclasses, in registration order
+PANEL_ERRORS = {}              # module name -> traceback text of a panel that failed to import
+
+
+def register_panel(cls):
+    """Class decorator: make `cls` a dock panel of the main window."""
+    if not (isinstance(cls, type) and issubclass(cls, Panel)):
+        raise TypeError(f"{cls!r} is not a Panel subclass")
+    if any(c.object_name == cls.object_name and c is not cls for c in _REGISTRY):
+        raise ValueError(f"a panel named {cls.object_name!r} is already registered")
+    if cls not in _REGISTRY:
+        _REGISTRY.append(cls)
+    return cls
+
+
+def registered_panels():
+    """Every registered Panel class, importing the PANEL_MODULES first.
+
+    A module that fails to import is skipped (the app still starts) and recorded in
+    PANEL_ERRORS, which `rnnviewer --self-test` reports as a failure.
+    """
+    for name in PANEL_MODULES:
+        if name in PANEL_ERRORS:
+            continue
+        try:
+            importlib.import_module(f"{__name__}.{name}")
+        except Exception:
+            PANEL_ERRORS[name] = traceback.format_exc()
+            log.error("panel module %s failed to import:\n%s", name, PANEL_ERRORS[name])
+    return list(_REGISTRY)
+
+
+class UnitSelection(QObject):
+    """The hidden unit selected anywhere in the app; every panel follows it."""
+
+    unit_selected = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._unit = 0
+
+    @property
+    def unit(self):
+        return self._unit
+
+    @Slot(int)
+    def select(self, unit):
+        unit = int(unit)
+        if unit != self._unit:
+            self._unit = unit
+            self.unit_selected.emit(unit)
+
+
+class Panel(QWidget):
+    """Base class of dock panels.
+
+    The window calls `update_snapshot(snap)` for every snapshot; the panel only keeps
+    the newest and redraws it from its own timer when visible ("latest wins"), so a
+    slow panel never slows training or other panels. Subclasses implement `build`,
+    `redraw(snap)` and `data_arrays()`, and may override `export_item`,
+    `on_unit_selected` and `on_reset`.
+    """
+
+    title = "Panel"
+    object_name = "panel"
+    tooltip = ""
+    default_area = Qt.DockWidgetArea.RightDockWidgetArea
+    default_visible = True
+    tab_with = None            # object_name of a panel to tab this one with by default
+    redraw_interval_ms = 33    # at most about 30 frames a second
+
+    def __init__(self, selection=None, parent=None):
+        super().__init__(parent)
+        self.setObjectName(f"panel_{self.object_name}")
+        if self.tooltip:
+            self.setToolTip(self.tooltip)
+        self.selection = selection if selection is not None else UnitSelection(self)
+        self.snapshot = None           # the newest snapshot received
+        self.drawn = None              # the snapshot last drawn
+        self.frames = 0                # redraws done (the GUI benchmark counts them)
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(2, 2, 2, 2)
+        self.build()
+        self.selection.unit_selected.connect(self._on_selection_unit_selected)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.redraw_interval_ms)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._timer.start()
+
+    # ------------------------------------------------------------ subclass API
+    def build(self):
+        """Create the widgets and plot items (once)."""
+
+    def redraw(self, snap):
+        """Draw `snap` (the newest snapshot). Update items in place; never block long."""
+
+    def data_arrays(self):
+        """name -> ndarray: the data behind the current picture, for export."""
+        return {}
+
+    def export_item(self):
+        """The pyqtgraph item or scene to export as a picture (None: grab the widget)."""
+        return None
+
+    def on_unit_selected(self, unit):
+        """The selected unit changed (anywhere in the app)."""
+
+    def on_reset(self):
+        """A new run started (reset or another session): forget accumulated state."""
+
+    def sizeHint(self):
+        return QSize(480, 320)
+
+    # ------------------------------------------------------------ machinery
+    def update_snapshot(self, snap):
+        """Keep `snap` as the newest; it is drawn on the next timer tick."""
+        if self.snapshot is not None and snap.run_id != self.snapshot.run_id:
+            self.on_reset()
+        self.snapshot = snap
+
+    def redraw_now(self):
+        """Draw the newest snapshot now if it was not drawn yet (used by exports and tests)."""
+        snap = self.snapshot
+        if snap is not None and snap is not self.drawn:
+            self.drawn = snap
+            self.redraw(snap)
+            self.frames += 1
+
+    @Slot()
+    def _on_timer_timeout(self):
+        if self.snapshot is not self.drawn and self.isVisible():
+            self.redraw_now()
+
+    @Slot(int)
+    def _on_selection_unit_selected(self, unit):
+        self.on_unit_selected(unit)
+
+    def select_unit(self, unit):
+        """Select `unit` in every panel."""
+        self.selection.select(unit)
+
+    # ------------------------------------------------------------ export
+    def export_image(self, path):
+        """Save the panel's picture as PNG (or JPEG) or SVG, chosen by the file suffix."""
+        path = Path(path)
+        self.redraw_now()
+        item = self.export_item()
+        svg = path.suffix.lower() == ".svg"
+        if item is not None:
+            import pyqtgraph.exporters as pgx
+            exporter = pgx.SVGExporter(item) if svg else pgx.ImageExporter(item)
+            if not svg:
+                w = max(int(self.width()), 400)
+                exporter.parameters()["width"] = w
+            exporter.export(str(path))
+        elif svg:
+            from PySide6.QtSvg import QSvgGenerator
+            gen = QSvgGenerator()
+            gen.setFileName(str(path))
+            gen.setSize(self.size())
+            gen.setViewBox(QRectF(0, 0, self.width(), self.height()))
+            gen.setTitle(self.title)
+            painter = QPainter(gen)
+            self.render(painter)
+            painter.end()
+        elif not self.grab().save(str(path)):
+            raise OSError(f"{path}: could not write the image")
+        if not path.exists():
+            raise OSError(f"{path}: could not write the image")
+        return path
+
+    def export_data(self, path):
+        """Save `data_arrays()` as .npz or .csv (chosen by the suffix)."""
+        path = Path(path)
+        self.redraw_now()
+        arrays = {k: np.asarray(v) for k, v in self.data_arrays().items()}
+        if not arrays:
+            raise ValueError(f"{self.title}: no data to export yet")
+        if path.suffix.lower() == ".npz":
+            with open(path, "wb") as f:
+                np.savez(f, **arrays)
+        else:
+            write_csv(path, arrays)
+        return path
+
+
+def write_csv(path, arrays):
+    """Arrays to CSV: 1-D arrays of one length as columns; one 2-D array as a matrix;
+    anything else in long form (array, index..., value)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        vals = list(arrays.values())
+        if all(a.ndim == 1 for a in vals) and len({len(a) for a in vals}) == 1:
+            w.writerow(list(arrays))
+            w.writerows(zip(*(a.tolist() for a in vals)))
+        elif len(vals) == 1 and vals[0].ndim == 2:
+            a = vals[0]
+            w.writerow([f"{list(arrays)[0]}[:, {j}]" for j in range(a.shape[1])])
+            w.writerows(a.tolist())
+        else:
+            nd = max(a.ndim for a in vals)
+            w.writerow(["array"] + [f"i{d}" for d in range(nd)] + ["value"])
+            for name, a in arrays.items():
+                for idx in np.ndindex(*a.shape):
+                    w.writerow([name, *idx, *([""] * (nd - len(idx))), a[idx].item()])

@@ -1,0 +1,110 @@
+"""Training curves: train and validation loss, gradient norm and learning rate per step."""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel
+
+from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.style import PENS, style_plot
+
+
+@register_panel
+class CurvesPanel(Panel):
+    title = "Training curves"
+    object_name = "curves"
+    tooltip = "Loss, gradient norm and learning rate against training steps, live."
+    default_area = Qt.DockWidgetArea.RightDockWidgetArea
+
+    def build(self):
+        bar = QHBoxLayout()
+        self.log_box = QCheckBox("Log scale")
+        self.log_box.setChecked(True)
+        self.log_box.setToolTip("Show the loss and the gradient norm on a logarithmic axis")
+        self.log_box.toggled.connect(self._on_log_box_toggled)
+        self.info = QLabel("")
+        self.info.setToolTip("Last training loss, validation loss and gradient norm")
+        bar.addWidget(self.log_box)
+        bar.addStretch(1)
+        bar.addWidget(self.info)
+        self.layout_.addLayout(bar)
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.setToolTip("")
+        self.layout_.addWidget(self.view, 1)
+        self.loss_plot = self.view.addPlot(row=0, col=0)
+        self.norm_plot = self.view.addPlot(row=1, col=0)
+        self.lr_plot = self.view.addPlot(row=2, col=0)
+        layout = self.view.ci.layout
+        layout.setRowStretchFactor(0, 3)
+        layout.setRowStretchFactor(1, 2)
+        layout.setRowStretchFactor(2, 1)
+        style_plot(self.loss_plot, left="loss")
+        style_plot(self.norm_plot, left="grad norm")
+        style_plot(self.lr_plot, left="learning rate", bottom="step")
+        self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        for p in (self.norm_plot, self.lr_plot):
+            p.setXLink(self.loss_plot)
+        for p in (self.loss_plot, self.norm_plot, self.lr_plot):
+            p.setDownsampling(auto=True, mode="peak")
+            p.setClipToView(True)
+        self.train_curve = self.loss_plot.plot(name="train", pen=PENS["train"])
+        self.val_curve = self.loss_plot.plot(name="validation", pen=PENS["val"], symbol="o",
+                                             symbolSize=4, symbolBrush=PENS["val"].color(),
+                                             symbolPen=None)
+        self.norm_curve = self.norm_plot.plot(pen=PENS["norm"])
+        self.lr_curve = self.lr_plot.plot(pen=PENS["lr"])
+        self.lr_plot.enableAutoRange(axis="y", enable=False)
+        self._lr_top = None
+        self._apply_log(True)
+
+    def export_item(self):
+        return self.view.scene()
+
+    @Slot(bool)
+    def _on_log_box_toggled(self, on):
+        self._apply_log(on)
+
+    def _apply_log(self, on):
+        self.loss_plot.setLogMode(x=False, y=on)
+        self.norm_plot.setLogMode(x=False, y=on)
+
+    def on_reset(self):
+        for c in (self.train_curve, self.val_curve, self.norm_curve, self.lr_curve):
+            c.setData([], [])
+
+    def redraw(self, snap):
+        h = snap.history
+        step = h["step"]
+        self.train_curve.setData(step, _positive(h["train_loss"]))
+        self.val_curve.setData(h["val_step"], _positive(h["val_loss"]))
+        self.norm_curve.setData(step, _positive(h["grad_norm"]))
+        self.lr_curve.setData(step, h["lr"])
+        if len(step):
+            top = float(np.max(h["lr"])) * 1.15
+            if top != self._lr_top and np.isfinite(top) and top > 0:
+                self._lr_top = top
+                self.lr_plot.setYRange(0.0, top, padding=0)
+        parts = [f"step {snap.step}", f"loss {snap.loss:.4g}"]
+        if np.isfinite(snap.val_loss):
+            parts.append(f"val {snap.val_loss:.4g}")
+        if np.isfinite(snap.grad_norm):
+            parts.append(f"|g| {snap.grad_norm:.3g}")
+        self.info.setText("   ".join(parts))
+
+    def data_arrays(self):
+        snap = self.drawn or self.snapshot
+        if snap is None:
+            return {}
+        h = snap.history
+        val = np.full(len(h["step"]), np.nan)
+        idx = np.searchsorted(h["step"], h["val_step"])
+        ok = idx < len(val)
+        val[idx[ok]] = h["val_loss"][ok]
+        return {"step": h["step"], "train_loss": h["train_loss"], "val_loss": val,
+                "grad_norm": h["grad_norm"], "lr": h["lr"]}
+
+
+def _positive(a):
+    """Values for a log axis: non-positive entries become NaN (drawn as gaps)."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(a > 0, a, np.nan)

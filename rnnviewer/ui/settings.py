@@ -1,0 +1,68 @@
+"""QSettings access: organisation/application names, recent files, last run settings.
+
+Tests point QSettings at a temporary folder with `use_settings_dir(path)`.
+"""
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+ORGANIZATION = "rnnviewer"
+APPLICATION = "rnnviewer"
+MAX_RECENT = 8
+
+
+def use_settings_dir(path):
+    """Store settings as INI files under `path` (tests, portable runs)."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(path))
+
+
+def settings():
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def recent_files():
+    """Recent session files, newest first, only those that still exist."""
+    raw = settings().value("recent_files", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    return [p for p in (raw or []) if isinstance(p, str) and Path(p).is_file()]
+
+
+def add_recent_file(path):
+    path = str(Path(path).resolve())
+    files = [path] + [p for p in recent_files() if p != path]
+    settings().setValue("recent_files", files[:MAX_RECENT])
+    return files[:MAX_RECENT]
+
+
+def clear_recent_files():
+    settings().setValue("recent_files", [])
+
+
+def load_json(key, default=None):
+    """A JSON value stored under `key` (default if absent or unreadable)."""
+    raw = settings().value(key)
+    if not isinstance(raw, str):
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return default
+
+
+def save_json(key, value):
+    settings().setValue(key, json.dumps(value))
+
+
+def get_bool(key, default=False):
+    v = settings().value(key, default)
+    if isinstance(v, str):
+        return v.lower() in ("1", "true", "yes")
+    return bool(v)
+
+
+def set_value(key, value):
+    settings().setValue(key, value)
