@@ -99,7 +99,12 @@ def config_overrides(args):
 
 
 def main(argv=None):
-    """Entry point of the `rnnviewer` command; returns the exit code."""
+    """Entry point of the `rnnviewer` command; returns the exit code.
+
+    Called without `argv` (as the program) the GUI modes end the process directly once
+    the window has closed and everything is saved, skipping a slow interpreter teardown.
+    """
+    fast_exit = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         setup_numba_cache()
@@ -112,7 +117,7 @@ def main(argv=None):
     if args.screenshot or args.self_test or args.export_panels:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from rnnviewer.ui.runner import run
-    return run(args, config_overrides(args))
+    return run(args, config_overrides(args), fast_exit=fast_exit)
 
 
 if __name__ == "__main__":

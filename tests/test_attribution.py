@@ -171,7 +171,8 @@ def test_occlusion_equals_direct_difference(cell):
     for tau in (0, T - 1):
         xo = x.copy()
         xo[:, tau] = 0.0
-        ref = seq_loss(m, x, target, "mse", mask, None) - seq_loss(m, xo, target, "mse", mask, None)
+        ref = (seq_loss(m, x, target, "mse", mask, None)
+               - seq_loss(m, xo, target, "mse", mask, None))
         np.testing.assert_allclose(occ[:, tau], ref, atol=1e-13)
 
 

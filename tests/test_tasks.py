@@ -385,6 +385,22 @@ def test_bundled_corpora():
     assert resource_path("corpora", "LICENSE-PSF.txt").is_file()
 
 
+def test_resource_path_source_frozen_and_installed(tmp_path, monkeypatch):
+    import rnnviewer.resources as res
+
+    repo = res._HERE.parent
+    assert res.resource_path("corpora", "prose.txt") == repo / "resources" / "corpora" / "prose.txt"
+    frozen = tmp_path / "bundle"
+    (frozen / "resources" / "corpora").mkdir(parents=True)
+    monkeypatch.setattr(res.sys, "_MEIPASS", str(frozen), raising=False)
+    assert res.resources_root() == frozen / "resources"
+    monkeypatch.delattr(res.sys, "_MEIPASS")
+    site = tmp_path / "site-packages" / "rnnviewer"  # installed: no pyproject.toml beside it
+    (site / "_resources" / "corpora").mkdir(parents=True)  # pyproject: rnnviewer._resources
+    monkeypatch.setattr(res, "_HERE", site)
+    assert res.resources_root() == site / "_resources"
+
+
 # ---------------------------------------------------------------- learning (real model)
 def train(task, model, steps, lr=0.01, batch=32):
     opt = Adam(model.params, lr=lr)

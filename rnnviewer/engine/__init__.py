@@ -5,8 +5,11 @@ numpy + numba only: nothing here imports Qt or threading.
 
 from rnnviewer.engine.checkpoint import load, save
 from rnnviewer.engine.model import Model, Trace
+from rnnviewer.engine.fixedpoints import fixed_points
+from rnnviewer.engine.maximize import maximize_activation
 from rnnviewer.engine.optim import SGD, Adam, clip_grad_norm
 from rnnviewer.errors import CheckpointError, ConfigError, DataError, RnnviewerError
 
 __all__ = ["Model", "Trace", "SGD", "Adam", "clip_grad_norm", "save", "load",
            "CheckpointError", "ConfigError", "DataError", "RnnviewerError"]
+__all__ += ["fixed_points", "maximize_activation"]

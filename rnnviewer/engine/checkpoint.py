@@ -7,8 +7,8 @@ Keys: "rnnviewer/format" = "rnnviewer-model", "rnnviewer/version", "rnnviewer/co
 
 import numpy as np
 
-from rnnviewer.engine.model import Model
-from rnnviewer.engine.npzio import json_array, read_json, read_npz, write_npz
+from rnnviewer.engine.model import Model, check_config, param_shapes
+from rnnviewer.engine.npzio import json_array, read_json, read_npz, scalar_int, write_npz
 from rnnviewer.errors import CheckpointError, ConfigError
 
 FORMAT = "rnnviewer-model"
@@ -29,37 +29,47 @@ def save(model, path):
 
 
 def model_from_arrays(arrays, path):
-    """Rebuild the Model stored in `arrays` (as read by read_npz); CheckpointError if wrong."""
+    """Rebuild the Model stored in `arrays` (as read by read_npz); CheckpointError if wrong.
+
+    The config and every parameter's shape, dtype and values are checked before the
+    model is built, so a hostile config cannot make it allocate gigabytes.
+    """
     fmt = arrays.get("rnnviewer/format")
-    if fmt is None or fmt.dtype.kind != "U" or str(fmt[()]) != FORMAT:
+    if fmt is None or fmt.dtype.kind != "U" or fmt.ndim != 0 or str(fmt[()]) != FORMAT:
         raise CheckpointError(f"{path}: not an rnnviewer checkpoint")
-    try:
-        version = int(arrays["rnnviewer/version"][()])
-    except (KeyError, ValueError, TypeError):
-        raise CheckpointError(f"{path}: missing or bad format version") from None
+    version = scalar_int(arrays, "rnnviewer/version")
+    if version is None:
+        raise CheckpointError(f"{path}: missing or bad format version")
     if version > VERSION:
         raise CheckpointError(f"{path}: written by a newer rnnviewer (format {version})")
     cfg = read_json(arrays, "rnnviewer/config", path)
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: config is not a JSON object")
     try:
-        model = Model(**{k: cfg[k] for k in ("cell", "n_in", "n_hidden", "n_out", "seed", "dtype")})
+        cfg = {k: cfg[k] for k in ("cell", "n_in", "n_hidden", "n_out", "seed", "dtype")}
     except KeyError as e:
         raise CheckpointError(f"{path}: config lacks {e.args[0]!r}") from None
-    except (ConfigError, TypeError, ValueError) as e:
+    try:
+        cfg = check_config(**cfg)
+    except ConfigError as e:
         raise CheckpointError(f"{path}: bad config ({e})") from None
-    for name, shape in model.param_shapes().items():
+    shapes = param_shapes(cfg["cell"], cfg["n_in"], cfg["n_hidden"], cfg["n_out"])
+    dtype = np.dtype(cfg["dtype"])
+    params = {}
+    for name, shape in shapes.items():
         arr = arrays.get(f"param/{name}")
         if arr is None:
             raise CheckpointError(f"{path}: parameter {name!r} is missing")
         if arr.shape != shape:
             raise CheckpointError(f"{path}: parameter {name!r} has shape {arr.shape}, "
                                   f"expected {shape}")
-        if arr.dtype != model.dtype:
+        if arr.dtype != dtype:
             raise CheckpointError(f"{path}: parameter {name!r} has dtype {arr.dtype}, "
-                                  f"expected {model.dtype}")
-        model.params[name] = np.ascontiguousarray(arr)
-    return model
+                                  f"expected {dtype}")
+        if not np.isfinite(arr).all():
+            raise CheckpointError(f"{path}: parameter {name!r} holds NaN or Inf values")
+        params[name] = arr
+    return Model(**cfg, params=params)
 
 
 def load(path):

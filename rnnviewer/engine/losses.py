@@ -19,7 +19,10 @@ def _weights(mask, B, T, dtype):
 def mse(y, target, mask=None):
     """Mean squared error over all B*T*O elements (masked positions dropped)."""
     B, T, O = y.shape
-    target = np.asarray(target, dtype=y.dtype)
+    try:
+        target = np.asarray(target, dtype=y.dtype)
+    except (TypeError, ValueError):
+        raise ConfigError("mse target must hold numbers") from None
     if target.shape != y.shape:
         raise ConfigError(f"mse target has shape {target.shape}, expected {y.shape}")
     w, count = _weights(mask, B, T, y.dtype)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnviewer.engine import losses
-from rnnviewer.engine.kernels import get_cell
+from rnnviewer.engine.kernels import BACKENDS, get_cell
 from rnnviewer.errors import ConfigError
 
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -34,6 +34,33 @@ class Trace:
     _out: dict | None = field(default=None, repr=False)
 
 
+def param_shapes(cell, n_in, n_hidden, n_out):
+    """name -> shape of every parameter of a model with these sizes (see the module doc)."""
+    G, H, I, O = max(1, len(GATES[cell])), n_hidden, n_in, n_out
+    shapes = {"W_xh": (G * H, I), "W_hh": (G * H, H), "b_xh": (G * H,), "b_hh": (G * H,)}
+    if O:
+        shapes.update({"W_hy": (O, H), "b_y": (O,)})
+    return shapes
+
+
+def check_config(cell, n_in, n_hidden, n_out, seed=0, dtype="float32"):
+    """The model config as a dict of plain values; ConfigError naming a bad setting."""
+    if not isinstance(cell, str) or cell not in GATES:
+        raise ConfigError(f"unknown cell {cell!r}; choose one of rnn, gru, lstm")
+    try:
+        ok = np.dtype(dtype) in (np.float32, np.float64)
+    except Exception:   # TypeError, ValueError, even SyntaxError for some strings
+        ok = False
+    if not ok:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+    return {"cell": cell, "n_in": _check_size("n_in", n_in, 1, MAX_INPUT),
+            "n_hidden": _check_size("n_hidden", n_hidden, 1, MAX_HIDDEN),
+            "n_out": _check_size("n_out", n_out, 0, MAX_INPUT), "seed": int(seed),
+            "dtype": np.dtype(dtype).name}
+
+
 def _check_size(name, value, low, high):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -46,23 +73,25 @@ class Model:
     """A single recurrent layer (cell "rnn", "gru" or "lstm") with a linear readout.
 
     `n_out=0` builds the recurrent layer alone (hidden states and gates only).
+    `params` (name -> array, as `set_params` takes) replaces the random initialisation.
     """
 
     def __init__(self, cell="rnn", n_in=1, n_hidden=32, n_out=1, seed=0,
-                 dtype="float32", backend="numba"):
-        if cell not in GATES:
-            raise ConfigError(f"unknown cell {cell!r}; choose one of rnn, gru, lstm")
-        if np.dtype(dtype) not in (np.float32, np.float64):
-            raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+                 dtype="float32", backend="numba", params=None):
+        cfg = check_config(cell, n_in, n_hidden, n_out, seed, dtype)
         self.cell = cell
-        self.n_in = _check_size("n_in", n_in, 1, MAX_INPUT)
-        self.n_hidden = _check_size("n_hidden", n_hidden, 1, MAX_HIDDEN)
-        self.n_out = _check_size("n_out", n_out, 0, MAX_INPUT)
-        self.seed = int(seed)
+        self.n_in, self.n_hidden, self.n_out = cfg["n_in"], cfg["n_hidden"], cfg["n_out"]
+        self.seed = cfg["seed"]
         self.dtype = np.dtype(dtype)
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.gate_names = GATES[cell]
-        self.params = self._init_params(np.random.default_rng(self.seed))
+        if params is None:
+            self.params = self._init_params(np.random.default_rng(self.seed))
+        else:
+            self.params = {}
+            self.set_params(params)
         self._fwd, self._bwd, self._step = get_cell(cell, backend)
 
     # ------------------------------------------------------------ construction
@@ -81,11 +110,7 @@ class Model:
                 "n_out": self.n_out, "seed": self.seed, "dtype": self.dtype.name}
 
     def param_shapes(self):
-        G, H, I, O = self.n_gates, self.n_hidden, self.n_in, self.n_out
-        shapes = {"W_xh": (G * H, I), "W_hh": (G * H, H), "b_xh": (G * H,), "b_hh": (G * H,)}
-        if O:
-            shapes.update({"W_hy": (O, H), "b_y": (O,)})
-        return shapes
+        return param_shapes(self.cell, self.n_in, self.n_hidden, self.n_out)
 
     def _init_params(self, rng):
         """torch's default: every weight and bias uniform in +-1/sqrt(H)."""
@@ -94,9 +119,7 @@ class Model:
                 for k, s in self.param_shapes().items()}
 
     def copy(self):
-        other = Model(**self.config, backend=self.backend)
-        other.params = {k: v.copy() for k, v in self.params.items()}
-        return other
+        return Model(**self.config, backend=self.backend, params=self.params)
 
     def set_params(self, params):
         """Replace every parameter (checked for names and shapes), cast to the model dtype."""
@@ -106,6 +129,8 @@ class Model:
         for k, s in shapes.items():
             if np.shape(params[k]) != s:
                 raise ConfigError(f"{k}: expected shape {s}, found {np.shape(params[k])}")
+            if np.asarray(params[k]).dtype.kind not in "fiub":
+                raise ConfigError(f"{k}: expected real numbers, found {np.asarray(params[k]).dtype}")
         for k in shapes:
             self.params[k] = np.array(params[k], dtype=self.dtype)
 
@@ -153,12 +178,17 @@ class Model:
         """
         B, T, H = trace.h.shape
         dh_out = np.zeros((B, T, H), self.dtype) if dh is None else \
-            np.array(dh, dtype=self.dtype).reshape(B, T, H)
+            np.array(dh, dtype=self.dtype)
+        if dh_out.shape != (B, T, H):
+            raise ConfigError(f"dh must have shape {(B, T, H)} like trace.h, got {dh_out.shape}")
         grads = {}
         if self.n_out:
             if dy is None:
                 dy = np.zeros((B, T, self.n_out), self.dtype)
             dy = np.asarray(dy, dtype=self.dtype)
+            if dy.shape != (B, T, self.n_out):
+                raise ConfigError(f"dy must have shape {(B, T, self.n_out)} like trace.y, "
+                                  f"got {dy.shape}")
             flat = dy.reshape(B * T, self.n_out)
             grads["W_hy"] = flat.T @ trace.h.reshape(B * T, H)
             grads["b_y"] = flat.sum(0)
@@ -170,7 +200,7 @@ class Model:
         return grads
 
     def loss(self, y, target, loss="mse", mask=None):
-        if loss not in losses.LOSSES:
+        if not isinstance(loss, str) or loss not in losses.LOSSES:
             raise ConfigError(f"unknown loss {loss!r}; choose mse or xent")
         return losses.LOSSES[loss](y, target, mask)
 
@@ -185,7 +215,14 @@ class Model:
     def step_state(self, state, x_t):
         """One step of the dynamics: state (N, S) with x_t (N, I) -> next state (N, S)."""
         state = np.asarray(state, dtype=self.dtype)
-        x_t = np.broadcast_to(np.asarray(x_t, dtype=self.dtype), state.shape[:-1] + (self.n_in,))
+        if state.ndim != 2 or state.shape[1] != self.state_size:
+            raise ConfigError(f"state must have shape (N, {self.state_size}), got {state.shape}")
+        x_t = np.asarray(x_t, dtype=self.dtype)
+        try:
+            x_t = np.broadcast_to(x_t, state.shape[:-1] + (self.n_in,))
+        except ValueError:
+            raise ConfigError(f"x_t must have shape (N, {self.n_in}) or broadcast to it, "
+                              f"got {x_t.shape}") from None
         return self._step(self.params, state, x_t)
 
     # ------------------------------------------------------------ torch layout

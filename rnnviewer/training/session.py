@@ -21,7 +21,7 @@ import numpy as np
 
 from rnnviewer.engine import Model, clip_grad_norm
 from rnnviewer.engine.optim import OPTIMIZERS
-from rnnviewer.errors import ConfigError, DivergenceError
+from rnnviewer.errors import CheckpointError, ConfigError, DivergenceError
 from rnnviewer.training.snapshot import (History, ProbeTrace, Snapshot, frozen, frozen_config,
                                          frozen_map)
 
@@ -375,7 +375,14 @@ class TrainingSession:
     def from_file(cls, path, **kw):
         """Reopen a saved session exactly where it was."""
         from rnnviewer.training.sessionfile import load_session
-        return cls.from_session_data(load_session(path), **kw)
+        data = load_session(path)
+        try:
+            return cls.from_session_data(data, **kw)
+        except CheckpointError:
+            raise
+        except (ConfigError, TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: the saved settings cannot be used "
+                                  f"({type(e).__name__}: {e})") from None
 
     @classmethod
     def from_session_data(cls, data, **kw):

@@ -8,6 +8,7 @@ about first. `set_config` shows a config without emitting `edited`.
 
 import inspect
 import math
+from html import escape
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QDoubleSpinBox, QFileDialog,
@@ -277,6 +278,8 @@ class ControlsWidget(QScrollArea):
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setStyleSheet("color: #555; font-size: 8.5pt")
+        self.description.linkActivated.connect(self._on_description_link_activated)
+        self._full_description = False
         tf.addRow(self.description)
         self.seq_len = self._spin(1, 100_000, "Length of each training sequence, in steps "
                                   "(resets training)")
@@ -384,10 +387,23 @@ class ControlsWidget(QScrollArea):
         self.speed.blockSignals(False)
 
     def _describe(self, name):
+        """The task's description: its first sentence, and the rest behind "more"."""
         cls = _task_classes().get(name)
-        text = getattr(cls, "description", "") if cls else ""
-        self.description.setText(text)
+        text = " ".join((getattr(cls, "description", "") if cls else "").split())
+        self._description = text
+        first = text.split(". ")[0].rstrip(".") + "." if text else ""
+        if self._full_description or first == text:
+            html = f'{escape(text)}' + (' <a href="less">less</a>' if first != text else "")
+        else:
+            html = f'{escape(first)} <a href="more">more…</a>'
+        self.description.setText(html)
+        self.description.setToolTip(text)
         self.task.setToolTip(f"What the network learns (changing it resets training)\n\n{text}")
+
+    @Slot(str)
+    def _on_description_link_activated(self, link):
+        self._full_description = link == "more"
+        self._describe(self.task.currentData())
 
     # ------------------------------------------------------------ slots
     @Slot(int)

@@ -62,6 +62,9 @@ class MainWindow(QMainWindow):
         self.docks = {}               # object_name -> QDockWidget
         self.resize(1400, 880)
         self.setDockNestingEnabled(True)
+        # The controls run the full height on the left; bottom panels stay right of them.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.TopLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setAcceptDrops(True)
         self._build_actions()
         self._build_controls()
@@ -386,8 +389,8 @@ class MainWindow(QMainWindow):
             self.worker.set_live(speed=speed, **live)
 
     def _reset(self, config):
+        """Restart with `config`; self.config changes when the worker confirms it."""
         was_running = self.running
-        self.config = config
         self.current_path = ""
         self.worker.configure(config)
         if was_running:
@@ -593,7 +596,9 @@ class MainWindow(QMainWindow):
         except Exception:  # never block quitting on settings
             pass
         self._status_timer.stop()
-        self.stop(timeout=max(0.1, 0.8 - (time.monotonic() - t0)))
+        # A step ends within milliseconds; a numba compile cannot be interrupted at all.
+        budget = 0.05 if self.compiling else 0.6
+        self.stop(timeout=max(0.05, budget - (time.monotonic() - t0)))
         event.accept()
 
     def dragEnterEvent(self, event):

@@ -1,5 +1,6 @@
 """Run the application: the interactive window, `--screenshot` and `--self-test`."""
 
+import logging
 import os
 import signal
 import sys
@@ -54,17 +55,20 @@ def _config(overrides, base=None):
     return cfg.validate()
 
 
-def _exit(code):
-    """Leave; if a training thread is stuck in an uninterruptible numba compile, do not
-    wait for it (and never let Qt destroy it while it runs)."""
-    if orphans_running():
+def finish(code, fast=True):
+    """Leave the process. With `fast` (the program itself, not a caller in-process) skip
+    the interpreter's teardown of Qt, numba and LLVM (measured: about 2 s after the window
+    closed); in any case never wait for, nor let Qt destroy, a training thread stuck in an
+    uninterruptible numba compile. Settings were synced when the window closed."""
+    if fast or orphans_running():
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
 
 
-def run(args, overrides):
+def run(args, overrides, fast_exit=False):
     from rnnviewer.ui.main_window import MainWindow
     try:
         config = _config(overrides) if overrides else None
@@ -73,9 +77,9 @@ def run(args, overrides):
         return 2
     app = make_app()
     if args.self_test:
-        return _exit(self_test(args, config))
+        return finish(self_test(args, config), fast_exit)
     if args.screenshot or args.export_panels:
-        return _exit(screenshot(args, config or SessionConfig()))
+        return finish(screenshot(args, config or SessionConfig()), fast_exit)
     win = MainWindow(config)
     win.show()
     win.pending_path = args.file
@@ -83,7 +87,7 @@ def run(args, overrides):
     signal.signal(signal.SIGINT, _on_sigint)
     code = app.exec()
     win.stop()
-    return _exit(code)
+    return finish(code, fast_exit)
 
 
 def _on_sigint(*_):

@@ -32,3 +32,40 @@ def style_plot(plot, left=None, bottom=None, title=None):
         plot.setTitle(title, size="9pt")
     plot.setMenuEnabled(True)
     return plot
+
+
+def log_ticks(lo, hi, max_ticks):
+    """Tick positions and labels for a log10 axis showing 10**lo .. 10**hi.
+
+    Returns [(log10 value, label)]: the densest of 1, 1-3, 1-2-5, 1..9 per decade that fits
+    `max_ticks`, or every k-th decade when even one per decade is too many.
+    """
+    import math
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return []
+    max_ticks = max(2, int(max_ticks))
+    d0, d1 = math.floor(lo), math.ceil(hi)
+    best = None
+    for mults in ((1,), (1, 3), (1, 2, 5), tuple(range(1, 10))):
+        vals = [m * 10.0 ** d for d in range(d0, d1 + 1) for m in mults
+                if lo <= math.log10(m * 10.0 ** d) <= hi]
+        if len(vals) <= max_ticks:
+            best = vals
+        else:
+            break
+    if best is None or len(best) < 2 and (d1 - d0) > max_ticks:
+        step = max(1, math.ceil((d1 - d0) / max_ticks))
+        best = [10.0 ** d for d in range(d0, d1 + 1) if d % step == 0 and lo <= d <= hi]
+    return [(math.log10(v), f"{v:g}") for v in best]
+
+
+def apply_log_ticks(plot, px_per_tick=26):
+    """Set readable ticks on a PlotItem's left axis while it is in log mode."""
+    axis = plot.getAxis("left")
+    if not plot.ctrl.logYCheck.isChecked():
+        axis.setTicks(None)
+        return
+    lo, hi = plot.getViewBox().viewRange()[1]
+    height = max(plot.getViewBox().height(), 1.0)
+    ticks = log_ticks(lo, hi, height / px_per_tick)
+    axis.setTicks([ticks, []] if ticks else None)

@@ -29,7 +29,7 @@ ORPHANS = []
 
 
 def orphans_running():
-    return any(t.isRunning() for t in ORPHANS)
+    return any(t.is_running() for t in ORPHANS)
 
 
 class TrainingWorker(QObject):

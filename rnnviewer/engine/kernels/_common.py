@@ -6,8 +6,10 @@ explicit leading dimensions, offsets, alpha and beta, so the kernels multiply st
 registered with llvmlite under fixed symbol names, so kernels using them stay cacheable
 (`cache=True`): a cached kernel links against the symbol when this module is imported.
 
-Helpers here are `inline="always"`: numba inlines them into each kernel before
-lowering, so they take the kernel's flags (fastmath for float32, exact for float64).
+Arithmetic helpers (`matmul_rows`, `tanh32`, `act_tanh`) are `inline="always"`: numba
+inlines them into each kernel before lowering, so they take the kernel's flags
+(fastmath for float32, exact for float64). `gemm` and the input-side helpers do no
+float arithmetic of their own and are compiled once per signature, shared by all cells.
 numba's cache checks only the kernel's own source file: after editing this file,
 clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources).
 """
@@ -21,7 +23,7 @@ import numba
 import numpy as np
 from numba import njit, types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 # ---------------------------------------------------------------- BLAS binding
 _GEMM_SYMBOLS = {"sgemm": "rnnviewer_sgemm", "dgemm": "rnnviewer_dgemm"}
@@ -123,13 +125,29 @@ _N = np.int8(ord("N"))
 _T = np.int8(ord("T"))
 
 
-@njit(inline="always")
+def _blas_gemm(like, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Fortran xGEMM on void pointers; sgemm or dgemm by the dtype of the array `like`."""
+
+
+@overload(_blas_gemm, inline="always")
+def _blas_gemm_ol(like, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    fn, ft = (_sgemm, np.float32) if like.dtype == types.float32 else (_dgemm, np.float64)
+
+    def impl(like, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        fn(_ref(ta), _ref(tb), _ref(np.int32(m)), _ref(np.int32(n)), _ref(np.int32(k)),
+           _ref(ft(alpha)), a, _ref(np.int32(lda)), b, _ref(np.int32(ldb)),
+           _ref(ft(beta)), c, _ref(np.int32(ldc)))
+
+    return impl
+
+
+@njit(cache=True, nogil=True)
 def gemm(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, ldc):
     """Row-major C[m, n] = alpha * op(A) @ op(B) + beta * C on strided buffers.
 
-    A, B, C are arrays of one float dtype, addressed as flat buffers: element (i, j) of
-    the row-major operand X is X.flat[off_x + i * ldx + j]. op(A) is A (m, k) or, with
-    trans_a, A.T where A is (k, m); likewise B. beta = 0 overwrites C (NaN-safe).
+    A, B, C are C-contiguous arrays of one float dtype, addressed as flat buffers:
+    element (i, j) of the row-major operand X is X.flat[off_x + i * ldx + j]. op(A) is
+    A (m, k) or, with trans_a, A.T where A is (k, m); likewise B. beta = 0 overwrites C.
     """
     if m <= 0 or n <= 0:
         return
@@ -140,18 +158,9 @@ def gemm(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c
                 cf[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * cf[off_c + i * ldc + j]
         return
     # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap operands.
-    ta = _T if trans_b else _N
-    tb = _T if trans_a else _N
-    if c.itemsize == 4:  # float32 (constant-folded)
-        _sgemm(_ref(ta), _ref(tb), _ref(np.int32(n)), _ref(np.int32(m)), _ref(np.int32(k)),
-               _ref(np.float32(alpha)), _addr(b, off_b), _ref(np.int32(max(ldb, 1))),
-               _addr(a, off_a), _ref(np.int32(max(lda, 1))), _ref(np.float32(beta)),
-               _addr(c, off_c), _ref(np.int32(max(ldc, 1))))
-    else:
-        _dgemm(_ref(ta), _ref(tb), _ref(np.int32(n)), _ref(np.int32(m)), _ref(np.int32(k)),
-               _ref(np.float64(alpha)), _addr(b, off_b), _ref(np.int32(max(ldb, 1))),
-               _addr(a, off_a), _ref(np.int32(max(lda, 1))), _ref(np.float64(beta)),
-               _addr(c, off_c), _ref(np.int32(max(ldc, 1))))
+    _blas_gemm(c, _T if trans_b else _N, _T if trans_a else _N, n, m, k, alpha,
+               _addr(b, off_b), max(ldb, 1), _addr(a, off_a), max(lda, 1),
+               beta, _addr(c, off_c), max(ldc, 1))
 
 
 # ---------------------------------------------------------------- small matmul
@@ -208,7 +217,83 @@ def tanh32(x):
     return x * p / q
 
 
+def act_tanh(v):
+    """tanh: the rational tanh32 for float32, np.tanh for float64 (chosen at typing)."""
+
+
+@overload(act_tanh, inline="always")
+def _act_tanh_ol(v):
+    if v == types.float32:
+        return lambda v: tanh32(v)
+    return lambda v: np.tanh(v)
+
+
 def chunk_count(B, min_rows, threads=None):
     """How many batch chunks to run in parallel: 1 (the serial kernel) for small B."""
     threads = numba.get_num_threads() if threads is None else threads
     return max(1, min(threads, B // max(1, min_rows)))
+
+
+# ---------------------------------------------------------------- input side
+def project_input(x, W_xh, W_xh_T, out, b0, b1):
+    """out[b0:b1] (B, T, G) = x[b0:b1] @ W_xh.T; W_xh (G, I), W_xh_T its (I, G) copy.
+
+    x is (B, T, I) floats (one gemm) or (B, T) integer token ids (a row gather)."""
+
+
+@overload(project_input)
+def _project_input_ol(x, W_xh, W_xh_T, out, b0, b1):
+    if x.ndim == 2:
+        def impl(x, W_xh, W_xh_T, out, b0, b1):
+            T, G = out.shape[1], out.shape[2]
+            of = out.reshape(out.size)
+            for b in range(b0, b1):
+                for t in range(T):
+                    row = (b * T + t) * G
+                    k = x[b, t]
+                    for j in range(G):
+                        of[row + j] = W_xh_T[k, j]
+    else:
+        def impl(x, W_xh, W_xh_T, out, b0, b1):
+            T, G = out.shape[1], out.shape[2]
+            I = x.shape[2]
+            gemm(False, True, (b1 - b0) * T, G, I, 1.0, x, b0 * T * I, I, W_xh, 0, I,
+                 0.0, out, b0 * T * G, G)
+    return impl
+
+
+def input_grads(x, W_xh, da, gW_xh, dx, b0, b1):
+    """Rows b0:b1: gW_xh = da^T x ((G, I); (I, G) for token ids, a scatter-add) and
+    dx[b0:b1] = da @ W_xh (B, T, I). da (B, T, G) is the input-side pre-activation grad."""
+
+
+@overload(input_grads)
+def _input_grads_ol(x, W_xh, da, gW_xh, dx, b0, b1):
+    if x.ndim == 2:
+        def weight_grad(x, da, gW_xh, b0, b1):
+            T, G = da.shape[1], da.shape[2]
+            gf = gW_xh.reshape(gW_xh.size)
+            df = da.reshape(da.size)
+            for j in range(gf.size):
+                gf[j] = 0.0
+            for b in range(b0, b1):
+                for t in range(T):
+                    k = x[b, t] * G
+                    row = (b * T + t) * G
+                    for j in range(G):
+                        gf[k + j] += df[row + j]
+    else:
+        def weight_grad(x, da, gW_xh, b0, b1):
+            T, G = da.shape[1], da.shape[2]
+            I = x.shape[2]
+            gemm(True, False, G, I, (b1 - b0) * T, 1.0, da, b0 * T * G, G, x, b0 * T * I, I,
+                 0.0, gW_xh, 0, I)
+    wg = njit(weight_grad)
+
+    def impl(x, W_xh, da, gW_xh, dx, b0, b1):
+        wg(x, da, gW_xh, b0, b1)
+        T, G = da.shape[1], da.shape[2]
+        I = W_xh.shape[1]
+        gemm(False, False, (b1 - b0) * T, I, G, 1.0, da, b0 * T * G, G, W_xh, 0, I,
+             0.0, dx, b0 * T * I, I)
+    return impl

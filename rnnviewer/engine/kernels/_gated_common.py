@@ -24,11 +24,16 @@ from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
 
 from rnnviewer.engine import numba_config
+from rnnviewer.errors import ConfigError
 
-# fastmath without nnan/ninf: NaN and Inf still propagate, so divergence stays visible
+# float32: fastmath without nnan/ninf (NaN and Inf still propagate, so divergence stays
+# visible); float64: exact. error_model="numpy" drops the zero-division checks that
+# would stop the loops from vectorising.
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"} if numba_config.FASTMATH else False
-JIT = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
-JIT_PARALLEL = dict(JIT, parallel=True)
+JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
+JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
+JIT_F32_PAR = dict(JIT_F32, parallel=True)
+JIT_F64_PAR = dict(JIT_F64, parallel=True)
 
 # ------------------------------------------------------------------ activations
 _A = [np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
@@ -41,7 +46,7 @@ _B0, _B2, _B4, _B6 = _B
 _CLAMP = np.float32(7.90531110763549805)
 
 
-@njit(inline="always", fastmath=_FAST, error_model="numpy")
+@njit(inline="always")
 def _tanh32(v):
     """Eigen's rational tanh for float32 (13/6), clamped; NaN propagates."""
     v = min(max(v, -_CLAMP), _CLAMP)
@@ -67,14 +72,14 @@ def sigmoid(v):
     return 0.5 * (np.tanh(0.5 * v) + 1.0)
 
 
-@overload(tanh, inline="always", jit_options=dict(fastmath=_FAST, error_model="numpy"))
+@overload(tanh, inline="always")
 def _ol_tanh(v):
     if isinstance(v, types.Float) and v.bitwidth == 32:
         return lambda v: _tanh32(v)
     return lambda v: np.tanh(v)
 
 
-@overload(sigmoid, inline="always", jit_options=dict(fastmath=_FAST, error_model="numpy"))
+@overload(sigmoid, inline="always")
 def _ol_sigmoid(v):
     if isinstance(v, types.Float) and v.bitwidth == 32:
         half = np.float32(0.5)
@@ -168,7 +173,7 @@ def gemv(ta, m, n, alpha, a, off_a, lda, x, off_x, beta, y, off_y):
 
 
 # ------------------------------------------------------------------ small kernels
-@njit(**JIT)
+@njit(**JIT_F64)
 def onehot_rows(x2):
     """Column of the single 1 in each row of x2 (R, I), or an empty array if x2 is not one-hot."""
     R, I = x2.shape
@@ -185,6 +190,23 @@ def onehot_rows(x2):
             return np.empty(0, np.int32)
         idx[r] = hot
     return idx
+
+
+def prepare_input(x, dtype, I, min_onehot=4):
+    """(x3, ids) for the kernels: x (B,T,I) floats -> (x C-contiguous, one-hot row ids or an
+    empty array); x (B,T) integer token ids -> (a (1,1,1) placeholder, the ids as int32).
+    One-hot inputs then take a row lookup forward and a scatter-add backward."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ConfigError(f"(B, T) inputs must be integer token ids, got {x.dtype}")
+        if x.size and (x.min() < 0 or x.max() >= I):
+            raise ConfigError(f"token ids must lie in [0, {I})")
+        return np.zeros((1, 1, 1), dtype), np.ascontiguousarray(x, np.int32).reshape(-1)
+    x = np.ascontiguousarray(x, dtype)
+    if I < min_onehot:
+        return x, np.empty(0, np.int32)
+    return x, onehot_rows(x.reshape(-1, I))
 
 
 @njit(inline="always")

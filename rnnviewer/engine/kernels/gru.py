@@ -3,31 +3,34 @@
     r = sig(W_ir x + b_ir + W_hr h + b_hr)     z = sig(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn))     h' = (1 - z) * n + z * h
 
-Only the recurrent product stays in the time loop; the input projection (a row lookup
-for one-hot inputs), every weight gradient and dL/dx are one BLAS call each per batch
-chunk. Large batches run one chunk per numba thread (one fork/join per pass).
+x is (B, T, I) floats or (B, T) integer token ids. Only the recurrent product stays in
+the time loop; the input projection (a row lookup for one-hot inputs and token ids),
+every weight gradient and dL/dx are one BLAS call each per batch chunk. Large batches
+run one chunk per numba thread (one fork/join per pass, per-chunk gradient buffers);
+float32 uses a rational tanh with fastmath, float64 is exact.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT, JIT_PARALLEL, blas_single_thread, chunks, gemm, gemv, onehot_rows, sigmoid, tanh)
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_single_thread, chunks, gemm, gemv,
+    prepare_input, sigmoid, tanh)
 
-MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel is used
-ONEHOT_MIN_INPUTS = 4
+MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
-@njit(**JIT)
-def _fwd_chunk(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
-    """Rows b0..b1 of the batch. xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) per chunk."""
-    B, T, I = x.shape
-    H = h.shape[2]
+# ------------------------------------------------------------------ row-range bodies
+@njit(inline="always")
+def _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
+    """Batch rows b0..b1. xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
+    B, T, H = h.shape
     G = 3 * H
+    I = W_xh.shape[1]
     Bc = b1 - b0
     R0 = b0 * T
-    xp2 = xp.reshape(B * T, G)
-    if oh.size:  # one-hot input: xp row = column oh[row] of W_xh
+    if oh.size:  # one-hot rows / token ids: xp row = column oh[row] of W_xh
+        xp2 = xp.reshape(B * T, G)
         for row in range(R0, R0 + Bc * T):
             k = oh[row]
             for g in range(G):
@@ -62,34 +65,15 @@ def _fwd_chunk(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 
                 hc[j] = hj
 
 
-@njit(**JIT)
-def _fwd_serial(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
-    B, H = h0.shape
-    hp = np.empty((B, 3 * H), h.dtype)
-    hcur = np.empty((B, H), h.dtype)
-    _fwd_chunk(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
-
-
-@njit(**JIT_PARALLEL)
-def _fwd_parallel(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
-    B, H = h0.shape
-    for c in prange(nch):
-        b0 = c * B // nch
-        b1 = (c + 1) * B // nch
-        hp = np.empty((b1 - b0, 3 * H), h.dtype)
-        hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_chunk(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
-
-
-@njit(**JIT)
-def _bwd_chunk(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-               gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0, carry, gacc, b0, b1):
-    """BPTT for rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
-    [dr, dz, dn * r]; dan (B,T,H) dL/d(input pre-activation of n). Gradients of this chunk
-    go to gW_xh (3H,I) (gWxT (I,3H) for one-hot input), gW_hh, gb_xh, gb_hh (zeroed)."""
-    B, T, I = x.shape
-    H = h.shape[2]
+@njit(inline="always")
+def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+              gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0, carry, gacc, b0, b1):
+    """BPTT for batch rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
+    [dr, dz, dn * r], dan (B,T,H) dL/d(input pre-activation of n). This chunk's gradients
+    go to gW_xh (3H,I) (gWxT (I,3H) for one-hot rows), gW_hh, gb_xh, gb_hh (all zeroed)."""
+    B, T, H = h.shape
     G = 3 * H
+    I = W_xh.shape[1]
     Bc = b1 - b0
     one = h.dtype.type(1.0)
     carry[:] = 0.0
@@ -123,13 +107,17 @@ def _bwd_chunk(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
             dh0[b0 + bb, j] = carry[bb, j] + gacc[bb, j]
     R0 = b0 * T
     rows = Bc * T
-    # dW_hh = sum_bt dhh[b,t] h[b,t-1]^T: the flat rows shifted by one pair every (b, t>0);
-    # the rows with t=0 then get h0[b] - h[b-1,T-1] (carry in gacc as scratch)
+    # dW_hh = sum_bt dhh[b,t] h[b,t-1]^T: flat rows (row, row - 1) pair every (b, t > 0);
+    # the t = 0 rows then take h0[b] - h[b-1, T-1] (built in gacc, now free)
     gemm(True, False, G, H, rows - 1, 1.0, dhh, (R0 + 1) * G, G, h, R0 * H, H, 1.0, gW_hh, 0, H)
     for bb in range(Bc):
         b = b0 + bb
-        for j in range(H):
-            gacc[bb, j] = h0[b, j] - (h[b - 1, T - 1, j] if bb > 0 else 0.0)
+        if bb > 0:
+            for j in range(H):
+                gacc[bb, j] = h0[b, j] - h[b - 1, T - 1, j]
+        else:
+            for j in range(H):
+                gacc[bb, j] = h0[b, j]
     gemm(True, False, G, H, Bc, 1.0, dhh, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
     dhh2 = dhh.reshape(B * T, G)
     dan2 = dan.reshape(B * T, H)
@@ -154,19 +142,70 @@ def _bwd_chunk(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     gemm(False, False, rows, I, H, 1.0, dan, R0 * H, H, W_xh, 2 * H * I, I, 1.0, dx, R0 * I, I)
 
 
-@njit(**JIT)
-def _bwd_serial(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-                gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
+# ------------------------------------------------------------------ jitted variants
+# One function per (dtype, serial/parallel): each compiles on first use with its own
+# flags (the bodies above are inlined into it) and keeps its own cache entry.
+@njit(**JIT_F32)
+def _fwd_f32(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+    B, H = h0.shape
+    hp = np.empty((B, 3 * H), h.dtype)
+    hcur = np.empty((B, H), h.dtype)
+    _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+
+
+@njit(**JIT_F64)
+def _fwd_f64(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+    B, H = h0.shape
+    hp = np.empty((B, 3 * H), h.dtype)
+    hcur = np.empty((B, H), h.dtype)
+    _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+
+
+@njit(**JIT_F32_PAR)
+def _fwd_f32_par(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+    B, H = h0.shape
+    for c in prange(nch):
+        b0 = c * B // nch
+        b1 = (c + 1) * B // nch
+        hp = np.empty((b1 - b0, 3 * H), h.dtype)
+        hcur = np.empty((b1 - b0, H), h.dtype)
+        _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+
+
+@njit(**JIT_F64_PAR)
+def _fwd_f64_par(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+    B, H = h0.shape
+    for c in prange(nch):
+        b0 = c * B // nch
+        b1 = (c + 1) * B // nch
+        hp = np.empty((b1 - b0, 3 * H), h.dtype)
+        hcur = np.empty((b1 - b0, H), h.dtype)
+        _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+
+
+@njit(**JIT_F32)
+def _bwd_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+             gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
     B, H = h0.shape
     carry = np.empty((B, H), h.dtype)
     gacc = np.empty((B, H), h.dtype)
-    _bwd_chunk(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-               gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
+    _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
 
 
-@njit(**JIT_PARALLEL)
-def _bwd_parallel(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-                  gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
+@njit(**JIT_F64)
+def _bwd_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+             gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
+    B, H = h0.shape
+    carry = np.empty((B, H), h.dtype)
+    gacc = np.empty((B, H), h.dtype)
+    _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
+
+
+@njit(**JIT_F32_PAR)
+def _bwd_f32_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+                 gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
     B, H = h0.shape
     nch = gW_hh.shape[0]
     for c in prange(nch):
@@ -174,44 +213,72 @@ def _bwd_parallel(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, 
         b1 = (c + 1) * B // nch
         carry = np.empty((b1 - b0, H), h.dtype)
         gacc = np.empty((b1 - b0, H), h.dtype)
-        _bwd_chunk(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-                   gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
+        _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+                  gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
+    for c in range(1, nch):
+        gW_xh[0] += gW_xh[c]
+        gWxT[0] += gWxT[c]
+        gW_hh[0] += gW_hh[c]
+        gb_xh[0] += gb_xh[c]
+        gb_hh[0] += gb_hh[c]
+
+
+@njit(**JIT_F64_PAR)
+def _bwd_f64_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+                 gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
+    B, H = h0.shape
+    nch = gW_hh.shape[0]
+    for c in prange(nch):
+        b0 = c * B // nch
+        b1 = (c + 1) * B // nch
+        carry = np.empty((b1 - b0, H), h.dtype)
+        gacc = np.empty((b1 - b0, H), h.dtype)
+        _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+                  gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
+    for c in range(1, nch):
+        gW_xh[0] += gW_xh[c]
+        gWxT[0] += gWxT[c]
+        gW_hh[0] += gW_hh[c]
+        gb_xh[0] += gb_xh[c]
+        gb_hh[0] += gb_hh[c]
+
+
+_FWD = {(4, False): _fwd_f32, (8, False): _fwd_f64, (4, True): _fwd_f32_par, (8, True): _fwd_f64_par}
+_BWD = {(4, False): _bwd_f32, (8, False): _bwd_f64, (4, True): _bwd_f32_par, (8, True): _bwd_f64_par}
 
 
 # ------------------------------------------------------------------ public wrappers
-def _weights(p, dtype):
-    return [np.ascontiguousarray(p[k], dtype=dtype) for k in ("W_xh", "W_hh", "b_xh", "b_hh")]
-
-
-def _onehot(x):
-    B, T, I = x.shape
-    if I < ONEHOT_MIN_INPUTS:
-        return np.empty(0, np.int32)
-    return onehot_rows(x.reshape(B * T, I))
+def _weights(p):
+    dt = np.dtype(p["W_hh"].dtype)
+    return [np.ascontiguousarray(p[k], dtype=dt) for k in ("W_xh", "W_hh", "b_xh", "b_hh")]
 
 
 def forward(p, x, h0, c0=None):
-    """x (B,T,I), h0 (B,H) -> dict(h, c=None, gates {r,z,n} (B,T,H), cache)."""
+    """x (B,T,I) or (B,T) ids, h0 (B,H) -> dict(h, c=None, gates {r,z,n} (B,T,H), cache)."""
     blas_single_thread()
-    x = np.ascontiguousarray(x)
-    dt = x.dtype
-    W_xh, W_hh, b_xh, b_hh = _weights(p, dt)
+    W_xh, W_hh, b_xh, b_hh = _weights(p)
+    dt = W_hh.dtype
+    G, I = W_xh.shape
+    H = G // 3
+    x3, oh = prepare_input(x, dt, I)
+    B, T = np.shape(x)[:2]
     h0 = np.ascontiguousarray(h0, dtype=dt)
-    B, T, _ = x.shape
-    H = W_hh.shape[1]
     bsum = b_xh.copy()
     bsum[:2 * H] += b_hh[:2 * H]
     b_hn = np.ascontiguousarray(b_hh[2 * H:])
     h, r, z, n, hn = (np.empty((B, T, H), dt) for _ in range(5))
-    xp = np.empty((B, T, 3 * H), dt)
-    oh = _onehot(x)
+    xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
+    args = (x3, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
     if nch > 1:
-        _fwd_parallel(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch)
+        _FWD[dt.itemsize, True](*args, nch)
     else:
-        _fwd_serial(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
+        _FWD[dt.itemsize, False](*args)
     return {"h": h, "c": None, "gates": {"r": r, "z": z, "n": n},
-            "cache": {"h0": h0, "hn": hn, "onehot": oh}}
+            "cache": {"h0": h0, "hn": hn, "x3": x3, "onehot": oh}}
+
+
+forward.accepts_token_ids = True
 
 
 def backward(p, x, out, dh_out):
@@ -220,35 +287,33 @@ def backward(p, x, out, dh_out):
     Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0" (B,H).
     """
     blas_single_thread()
-    x = np.ascontiguousarray(x)
-    dt = x.dtype
-    W_xh, W_hh, _, _ = _weights(p, dt)
+    W_xh, W_hh, _, _ = _weights(p)
+    dt = W_hh.dtype
+    G, I = W_xh.shape
+    H = G // 3
     h = out["h"]
     g = out["gates"]
     cache = out["cache"]
-    h0 = cache["h0"]
-    oh = cache["onehot"] if "onehot" in cache else _onehot(x)
-    B, T, I = x.shape
-    H = W_hh.shape[1]
+    if "onehot" in cache:
+        x3, oh = cache["x3"], cache["onehot"]
+    else:
+        x3, oh = prepare_input(x, dt, I)
+    B, T = h.shape[:2]
     dh_out = np.ascontiguousarray(dh_out, dtype=dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     dht = np.empty((B, T, H), dt)
-    dhh = np.empty((B, T, 3 * H), dt)
+    dhh = np.empty((B, T, G), dt)
     dan = np.empty((B, T, H), dt)
     dx = np.empty((B, T, I), dt)
     dh0 = np.empty((B, H), dt)
-    gW_xh = np.zeros((nch, 3 * H, I) if not oh.size else (nch, 0, 0), dt)
-    gWxT = np.zeros((nch, I, 3 * H) if oh.size else (nch, 0, 0), dt)
-    gW_hh = np.zeros((nch, 3 * H, H), dt)
-    gb_xh = np.zeros((nch, 3 * H), dt)
-    gb_hh = np.zeros((nch, 3 * H), dt)
-    args = (x, oh, W_xh, W_hh, h0, h, g["r"], g["z"], g["n"], cache["hn"], dh_out, dht, dhh,
-            dan, dx, gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0)
-    (_bwd_parallel if nch > 1 else _bwd_serial)(*args)
-    if oh.size:
-        dW_xh = np.ascontiguousarray((gWxT[0] if nch == 1 else gWxT.sum(0)).T)
-    else:
-        dW_xh = gW_xh[0] if nch == 1 else gW_xh.sum(0)
-    red = (lambda a: a[0]) if nch == 1 else (lambda a: a.sum(0))
-    return {"W_xh": dW_xh, "W_hh": red(gW_hh), "b_xh": red(gb_xh), "b_hh": red(gb_hh),
+    gW_xh = np.zeros((nch, 0, 0) if oh.size else (nch, G, I), dt)
+    gWxT = np.zeros((nch, I, G) if oh.size else (nch, 0, 0), dt)
+    gW_hh = np.zeros((nch, G, H), dt)
+    gb_xh = np.zeros((nch, G), dt)
+    gb_hh = np.zeros((nch, G), dt)
+    _BWD[dt.itemsize, nch > 1](x3, oh, W_xh, W_hh, cache["h0"], h, g["r"], g["z"], g["n"],
+                                cache["hn"], dh_out, dht, dhh, dan, dx, gW_xh, gWxT, gW_hh,
+                                gb_xh, gb_hh, dh0)
+    dW_xh = np.ascontiguousarray(gWxT[0].T) if oh.size else gW_xh[0]
+    return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb_xh[0], "b_hh": gb_hh[0],
             "x": dx, "h": dht, "h0": dh0}

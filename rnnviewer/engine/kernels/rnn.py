@@ -13,40 +13,25 @@ buffers); small ones run the serial kernel. Each variant compiles on first use o
 import numpy as np
 from numba import njit, prange
 
-from rnnviewer.engine.kernels._common import chunk_count, gemm, matmul_rows, tanh32
+from rnnviewer.engine.kernels._common import (act_tanh, chunk_count, gemm, input_grads,
+                                              matmul_rows, project_input)
 from rnnviewer.engine.numba_config import JIT, JIT_EXACT
 
 JIT_F32 = JIT
 JIT_F64 = JIT_EXACT
-JIT_F32_PAR = dict(JIT_F32, parallel=True)
-JIT_F64_PAR = dict(JIT_F64, parallel=True)
+JIT_PAR = dict(JIT_EXACT, parallel=True)  # the drivers only split rows; no arithmetic
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
 
 
 # ---------------------------------------------------------------- row-range bodies
 @njit(inline="always")
-def _act(v, f32):
-    return tanh32(v) if f32 else np.tanh(v)
-
-
-@njit(inline="always")
 def _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
     """h[b0:b1] (B, T, H) from x[b0:b1]: input projection, then the time loop."""
     B, T, H = h.shape
-    I = W_xh.shape[1]
     m = b1 - b0
-    f32 = h.itemsize == 4
     hf = h.reshape(h.size)
-    if x.ndim == 2:  # token ids: gather rows of W_xh.T
-        for b in range(b0, b1):
-            for t in range(T):
-                row = (b * T + t) * H
-                k = x[b, t]
-                for j in range(H):
-                    hf[row + j] = W_xh_T[k, j]
-    else:  # (m*T, I) @ W_xh.T in one call
-        gemm(False, True, m * T, H, I, 1.0, x, b0 * T * I, I, W_xh, 0, I, 0.0, h, b0 * T * H, H)
+    project_input(x, W_xh, W_xh_T, h, b0, b1)
     for t in range(T):
         if t == 0:
             matmul_rows(m, h0, b0 * H, H, W_hh_T, h, b0 * T * H, T * H, 1.0)
@@ -55,7 +40,7 @@ def _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
         for b in range(b0, b1):
             row = (b * T + t) * H
             for j in range(H):
-                hf[row + j] = _act(hf[row + j] + bias[j], f32)
+                hf[row + j] = act_tanh(hf[row + j] + bias[j])
 
 
 @njit(inline="always")
@@ -63,7 +48,6 @@ def _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b
     """BPTT over rows b0:b1; writes dh (total dL/dh_t), dx, dh0 rows and this chunk's
     weight gradients gW_xh (H, I) (or (I, H) for token ids), gW_hh (H, H), gb (H,)."""
     B, T, H = h.shape
-    I = W_xh.shape[1]
     m = b1 - b0
     hf = h.reshape(h.size)
     gf = dh_out.reshape(dh_out.size)
@@ -99,87 +83,63 @@ def _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b
     gemm(True, False, H, H, m - 1, -1.0, da, (b0 + 1) * T * H, T * H, h, (b0 * T + T - 1) * H,
          T * H, 1.0, gW_hh, 0, H)
     gemm(True, False, H, H, m, 1.0, da, b0 * T * H, T * H, h0, b0 * H, H, 1.0, gW_hh, 0, H)
-    # input side
-    if x.ndim == 2:  # token ids: scatter-add rows into gW_xh (I, H)
-        gxf = gW_xh.reshape(gW_xh.size)
-        for j in range(gxf.size):
-            gxf[j] = 0.0
-        for b in range(b0, b1):
-            for t in range(T):
-                k = x[b, t] * H
-                row = (b * T + t) * H
-                for j in range(H):
-                    gxf[k + j] += daf[row + j]
-    else:
-        gemm(True, False, H, I, m * T, 1.0, da, b0 * T * H, H, x, b0 * T * I, I, 0.0, gW_xh, 0, I)
-    gemm(False, False, m * T, I, H, 1.0, da, b0 * T * H, H, W_xh, 0, I, 0.0, dx, b0 * T * I, I)
+    input_grads(x, W_xh, da, gW_xh, dx, b0, b1)
 
 
 # ---------------------------------------------------------------- jitted variants
-# One function per (dtype, serial/parallel) so each compiles on first use and keeps
-# its own cache entry; the bodies above are inlined with the variant's flags.
+# Per dtype: a row-range kernel (the serial kernel, rows 0:B) with the dtype's flags,
+# and a parallel driver that runs one chunk of rows per thread through it. Each
+# compiles on first use and has its own cache entry.
 @njit(**JIT_F32)
-def _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h):
-    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, 0, h.shape[0])
+def _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h):
-    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, 0, h.shape[0])
-
-
-@njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
-    B = h.shape[0]
-    for c in prange(n):
-        _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * B // n, (c + 1) * B // n)
-
-
-@njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
-    B = h.shape[0]
-    for c in prange(n):
-        _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * B // n, (c + 1) * B // n)
+def _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F32)
-def _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
-    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
-              gW_xh[0], gW_hh[0], gb[0], 0, h.shape[0])
+def _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
 @njit(**JIT_F64)
-def _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
-    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
-              gW_xh[0], gW_hh[0], gb[0], 0, h.shape[0])
+def _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
-@njit(**JIT_F32_PAR)
-def _bwd_f32_par(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
-    B, n = h.shape[0], gb.shape[0]
+@njit(**JIT_PAR)
+def _fwd_par_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
     for c in prange(n):
-        _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
-                  gW_xh[c], gW_hh[c], gb[c], c * B // n, (c + 1) * B // n)
-    for c in range(1, n):
-        gW_xh[0] += gW_xh[c]
-        gW_hh[0] += gW_hh[c]
-        gb[0] += gb[c]
+        _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
-@njit(**JIT_F64_PAR)
-def _bwd_f64_par(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
-    B, n = h.shape[0], gb.shape[0]
+@njit(**JIT_PAR)
+def _fwd_par_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
     for c in prange(n):
-        _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0,
-                  gW_xh[c], gW_hh[c], gb[c], c * B // n, (c + 1) * B // n)
-    for c in range(1, n):
-        gW_xh[0] += gW_xh[c]
-        gW_hh[0] += gW_hh[c]
-        gb[0] += gb[c]
+        _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
-_FWD = {(4, False): _fwd_f32, (8, False): _fwd_f64, (4, True): _fwd_f32_par, (8, True): _fwd_f64_par}
-_BWD = {(4, False): _bwd_f32, (8, False): _bwd_f64, (4, True): _bwd_f32_par, (8, True): _bwd_f64_par}
+@njit(**JIT_PAR)
+def _bwd_par_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    n = gb.shape[0]
+    for c in prange(n):
+        _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+                 c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+
+
+@njit(**JIT_PAR)
+def _bwd_par_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+    n = gb.shape[0]
+    for c in prange(n):
+        _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+                 c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+
+
+_FWD = {4: (_fwd_f32, _fwd_par_f32), 8: (_fwd_f64, _fwd_par_f64)}
+_BWD = {4: (_bwd_f32, _bwd_par_f32), 8: (_bwd_f64, _bwd_par_f64)}
 
 
 # ---------------------------------------------------------------- public wrappers
@@ -211,10 +171,11 @@ def forward(p, x, h0, c0=None):
     h = np.empty((B, T, H), dtype)
     n = chunk_count(B, PARALLEL_MIN_ROWS)
     args = (x, W_xh, np.ascontiguousarray(W_xh.T), np.ascontiguousarray(W_hh.T), b_xh + b_hh, h0, h)
+    rows, par = _FWD[dtype.itemsize]
     if n > 1:
-        _FWD[dtype.itemsize, True](*args, n)
+        par(*args, n)
     else:
-        _FWD[dtype.itemsize, False](*args)
+        rows(*args, 0, B)
     return {"h": h, "c": None, "gates": {}, "cache": {"h0": h0}}
 
 
@@ -243,7 +204,16 @@ def backward(p, x, out, dh_out):
     gW_xh = np.empty((n, I, H) if ids else (n, H, I), dtype)
     gW_hh = np.empty((n, H, H), dtype)
     gb = np.empty((n, H), dtype)
-    _BWD[dtype.itemsize, n > 1](x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb)
+    args = (x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb)
+    rows, par = _BWD[dtype.itemsize]
+    if n > 1:
+        par(*args)
+        for c in range(1, n):  # sum the per-chunk weight gradients
+            gW_xh[0] += gW_xh[c]
+            gW_hh[0] += gW_hh[c]
+            gb[0] += gb[c]
+    else:
+        rows(*args[:-3], gW_xh[0], gW_hh[0], gb[0], 0, B)
     dW_xh = np.ascontiguousarray(gW_xh[0].T) if ids else gW_xh[0]
     return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb[0], "b_hh": gb[0].copy(),
             "x": dx, "h": dh, "h0": dh0}

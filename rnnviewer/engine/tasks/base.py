@@ -96,7 +96,8 @@ class Task:
     def batch(self, split, batch_size, rng=None) -> Batch:
         """A batch of `batch_size` sequences of `split` ("train"/"val") drawn with `rng`.
 
-        Without `rng` train batches come from the task's own train stream.
+        Without `rng`, train batches come from the task's own (advancing) train stream
+        and val batches from the start of the fixed val stream (the same batch each call).
         """
         raise NotImplementedError
 

@@ -11,6 +11,7 @@ from rnnviewer.engine.tasks.base import Batch, Task, check_float, check_int
 from rnnviewer.engine.tasks.textio import read_text
 from rnnviewer.errors import ConfigError, DataError
 
+MAX_VOCAB = 10_000   # one-hot inputs: a batch is B*T*V numbers
 CORPORA = {"python": "python_stdlib.py.txt", "prose": "prose.txt"}
 _VISIBLE = {"\n": "↵", "\t": "⇥", " ": "␣"}
 
@@ -51,6 +52,10 @@ class TextTask(Task):
         self.vocab = "".join(sorted(set(text))) if vocab is None else str(vocab)
         if not self.vocab or len(set(self.vocab)) != len(self.vocab):
             raise ConfigError("text: vocab must be a string of distinct characters")
+        if len(self.vocab) > MAX_VOCAB:
+            raise DataError(f"{src}: {len(self.vocab)} distinct characters; the text task "
+                            f"takes at most {MAX_VOCAB} (each is one input and one output "
+                            "unit). Is it a text file?")
         self.char_to_id = {c: i for i, c in enumerate(self.vocab)}
         self.ids = self._encode(text, src)  # (N,) int64
         T, n = self.seq_len, len(self.ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from rnnviewer.errors import DataError
@@ -13,19 +14,28 @@ def read_bytes(path, kind="text") -> bytes:
     """The bytes of `path`; DataError if missing, a folder, unreadable, empty or too large."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
+        st = path.stat()
+        size = st.st_size
+        if stat.S_ISDIR(st.st_mode):
             raise DataError(f"{path}: is a folder, not a {kind} file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise DataError(f"{path}: not a regular file")
         if size > MAX_BYTES:
             raise DataError(f"{path}: too large ({size / 2**20:.0f} MB; rnnviewer reads "
                             f"{kind} files up to {MAX_BYTES >> 20} MB)")
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)   # the file may have grown since stat
+        if len(data) > MAX_BYTES:
+            raise DataError(f"{path}: too large (rnnviewer reads {kind} files up to "
+                            f"{MAX_BYTES >> 20} MB)")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:   # e.g. a NUL character in the name
+        raise DataError(f"{path!r}: not a usable file name ({e})") from None
     if not data.strip():
         raise DataError(f"{path}: the file is empty" if not data
                         else f"{path}: the file holds only whitespace")

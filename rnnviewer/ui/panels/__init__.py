@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Modules under rnnviewer/ui/panels/ that define panels (one line per panel module).
 PANEL_MODULES = (
     "curves",
+    "trajectories", "state_space", "activations", "neuron_view", "gates",
+    "weights", "spectrum", "histograms", "saliency", "grad_through_time",
 )
 
 _REGISTRY = []                 # Panel subclasses, in registration order
@@ -175,33 +177,48 @@ class Panel(QWidget):
 
     # ------------------------------------------------------------ export
     def export_image(self, path):
-        """Save the panel's picture as PNG (or JPEG) or SVG, chosen by the file suffix."""
+        """Save the panel's picture as PNG (or JPEG) or SVG, chosen by the file suffix.
+
+        PNG goes through pyqtgraph's ImageExporter when `export_item()` gives a scene or
+        item (else the widget is grabbed); SVG is drawn by Qt's QSvgGenerator (pyqtgraph's
+        SVGExporter fails on the path syntax of Qt 6.11).
+        """
         path = Path(path)
         self.redraw_now()
         item = self.export_item()
-        svg = path.suffix.lower() == ".svg"
-        if item is not None:
+        if path.suffix.lower() == ".svg":
+            self._export_svg(path, item)
+        elif item is not None:
             import pyqtgraph.exporters as pgx
-            exporter = pgx.SVGExporter(item) if svg else pgx.ImageExporter(item)
-            if not svg:
-                w = max(int(self.width()), 400)
-                exporter.parameters()["width"] = w
+            exporter = pgx.ImageExporter(item)
+            exporter.parameters()["width"] = max(int(self.width()), 400)
             exporter.export(str(path))
-        elif svg:
-            from PySide6.QtSvg import QSvgGenerator
-            gen = QSvgGenerator()
-            gen.setFileName(str(path))
-            gen.setSize(self.size())
-            gen.setViewBox(QRectF(0, 0, self.width(), self.height()))
-            gen.setTitle(self.title)
-            painter = QPainter(gen)
-            self.render(painter)
-            painter.end()
         elif not self.grab().save(str(path)):
             raise OSError(f"{path}: could not write the image")
         if not path.exists():
             raise OSError(f"{path}: could not write the image")
         return path
+
+    def _export_svg(self, path, item):
+        from PySide6.QtSvg import QSvgGenerator
+        from PySide6.QtWidgets import QGraphicsScene
+        if isinstance(item, QGraphicsScene):
+            rect = item.sceneRect()
+        else:
+            rect = QRectF(0, 0, self.width(), self.height())
+        gen = QSvgGenerator()
+        gen.setFileName(str(path))
+        gen.setSize(rect.size().toSize())
+        gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+        gen.setTitle(self.title)
+        painter = QPainter(gen)
+        try:
+            if isinstance(item, QGraphicsScene):
+                item.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+            else:
+                self.render(painter)
+        finally:
+            painter.end()
 
     def export_data(self, path):
         """Save `data_arrays()` as .npz or .csv (chosen by the suffix)."""

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.style import PENS, style_plot
+from rnnviewer.ui.style import COLORS, PENS, apply_log_ticks, style_plot
 
 
 @register_panel
@@ -22,26 +22,31 @@ class CurvesPanel(Panel):
         self.log_box.setChecked(True)
         self.log_box.setToolTip("Show the loss and the gradient norm on a logarithmic axis")
         self.log_box.toggled.connect(self._on_log_box_toggled)
+        legend = QLabel(f'<span style="color:{COLORS["train"]}">━━ train loss</span>&nbsp;&nbsp;'
+                        f'<span style="color:{COLORS["val"]}">━●━ validation loss</span>')
+        legend.setToolTip("Training loss of every step; validation loss on a fixed held-out "
+                          "batch every few steps")
         self.info = QLabel("")
         self.info.setToolTip("Last training loss, validation loss and gradient norm")
         bar.addWidget(self.log_box)
+        bar.addSpacing(12)
+        bar.addWidget(legend)
         bar.addStretch(1)
         bar.addWidget(self.info)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
-        self.view.setToolTip("")
         self.layout_.addWidget(self.view, 1)
-        self.loss_plot = self.view.addPlot(row=0, col=0)
-        self.norm_plot = self.view.addPlot(row=1, col=0)
-        self.lr_plot = self.view.addPlot(row=2, col=0)
+        # The loss large on the left; gradient norm and learning rate stacked on the right,
+        # so the panel reads well both tall and short.
+        self.loss_plot = self.view.addPlot(row=0, col=0, rowspan=2)
+        self.norm_plot = self.view.addPlot(row=0, col=1)
+        self.lr_plot = self.view.addPlot(row=1, col=1)
         layout = self.view.ci.layout
-        layout.setRowStretchFactor(0, 3)
-        layout.setRowStretchFactor(1, 2)
-        layout.setRowStretchFactor(2, 1)
-        style_plot(self.loss_plot, left="loss")
-        style_plot(self.norm_plot, left="grad norm")
+        layout.setColumnStretchFactor(0, 2)
+        layout.setColumnStretchFactor(1, 1)
+        style_plot(self.loss_plot, left="loss", bottom="step")
+        style_plot(self.norm_plot, left="gradient norm")
         style_plot(self.lr_plot, left="learning rate", bottom="step")
-        self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
         for p in (self.norm_plot, self.lr_plot):
             p.setXLink(self.loss_plot)
         for p in (self.loss_plot, self.norm_plot, self.lr_plot):
@@ -49,11 +54,14 @@ class CurvesPanel(Panel):
             p.setClipToView(True)
         self.train_curve = self.loss_plot.plot(name="train", pen=PENS["train"])
         self.val_curve = self.loss_plot.plot(name="validation", pen=PENS["val"], symbol="o",
-                                             symbolSize=4, symbolBrush=PENS["val"].color(),
+                                             symbolSize=5, symbolBrush=PENS["val"].color(),
                                              symbolPen=None)
         self.norm_curve = self.norm_plot.plot(pen=PENS["norm"])
         self.lr_curve = self.lr_plot.plot(pen=PENS["lr"])
         self.lr_plot.enableAutoRange(axis="y", enable=False)
+        for p in (self.loss_plot, self.norm_plot):   # readable log ticks at any height
+            p.getViewBox().sigYRangeChanged.connect(self._on_view_y_range_changed)
+            p.getViewBox().sigResized.connect(self._on_view_y_range_changed)
         self._lr_top = None
         self._apply_log(True)
 
@@ -65,8 +73,14 @@ class CurvesPanel(Panel):
         self._apply_log(on)
 
     def _apply_log(self, on):
-        self.loss_plot.setLogMode(x=False, y=on)
-        self.norm_plot.setLogMode(x=False, y=on)
+        for p in (self.loss_plot, self.norm_plot):
+            p.setLogMode(x=False, y=on)
+            apply_log_ticks(p)
+
+    @Slot()
+    def _on_view_y_range_changed(self, *args):
+        for p in (self.loss_plot, self.norm_plot):
+            apply_log_ticks(p)
 
     def on_reset(self):
         for c in (self.train_curve, self.val_curve, self.norm_curve, self.lr_curve):

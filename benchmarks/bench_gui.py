@@ -1,0 +1,165 @@
+"""GUI responsiveness while training runs flat out (issue 5).
+
+Measures, with every registered panel open and visible (floating docks, offscreen):
+  - event-loop latency: a 10 ms QTimer probe; lateness of each tick (goal: p99 < 50 ms)
+  - panel frames per second: redraws of each panel per second (goal: >= 20)
+  - training throughput with the window open relative to headless (goal: >= 80%)
+Headless and windowed runs alternate in one process (the machines are noisy, NOTES.md);
+medians are reported.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/bench_gui.py --hidden 128 --seq-len 100
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="sine")
+    p.add_argument("--cell", default="rnn", choices=("rnn", "gru", "lstm"))
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--seq-len", type=int, default=100)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
+    p.add_argument("--repeats", type=int, default=2, help="headless/windowed pairs")
+    p.add_argument("--json", help="also write the results here")
+    return p.parse_args()
+
+
+def headless(config, seconds):
+    """Steps/s of a TrainingSession in a plain thread, no snapshots."""
+    from rnnviewer.training.session import TrainingSession
+    s = TrainingSession(config, snapshot_hz=0)
+    s.compile()
+    s.run(max_steps=5)
+    stop = threading.Event()
+    result = {}
+
+    def body():
+        t0, n0 = time.perf_counter(), s.step
+        s.run(stop_event=stop)
+        result["rate"] = (s.step - n0) / (time.perf_counter() - t0)
+    t = threading.Thread(target=body)
+    t.start()
+    time.sleep(seconds)
+    stop.set()
+    t.join()
+    return result["rate"]
+
+
+class Probe:
+    """A QTimer that records how late each tick arrives."""
+
+    def __init__(self, interval_ms=10):
+        from PySide6.QtCore import QTimer
+        self.interval = interval_ms / 1000.0
+        self.late = []
+        self.last = None
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.tick)
+
+    def tick(self):
+        now = time.perf_counter()
+        if self.last is not None:
+            self.late.append(max(0.0, now - self.last - self.interval))
+        self.last = now
+
+    def start(self):
+        self.last = None
+        self.late = []
+        self.timer.start()
+
+    def stop(self):
+        self.timer.stop()
+
+
+def windowed(win, probe, seconds):
+    """Run the window's training for `seconds`; latency, per-panel fps, steps/s."""
+    from rnnviewer.ui.runner import wait_until
+    win.worker.set_running(True)
+    wait_until(lambda: win.running and win.snapshot is not None and win.snapshot.step > 5, 60)
+    wait_until(lambda: False, 0.5)                      # settle
+    frames0 = {n: p.frames for n, p in win.panels.items()}
+    step0, t0 = win.worker.session.step, time.perf_counter()
+    probe.start()
+    wait_until(lambda: False, seconds)
+    probe.stop()
+    dt = time.perf_counter() - t0
+    steps = win.worker.session.step - step0
+    fps = {n: (p.frames - frames0[n]) / dt for n, p in win.panels.items()}
+    win.worker.set_running(False)
+    wait_until(lambda: not win.running, 10)
+    late = sorted(probe.late)
+    pct = lambda q: 1000 * late[min(len(late) - 1, int(q * len(late)))]  # noqa: E731
+    return {"steps_per_s": steps / dt, "latency_p50_ms": pct(0.50), "latency_p99_ms": pct(0.99),
+            "latency_max_ms": 1000 * late[-1], "ticks": len(late), "fps": fps}
+
+
+def main():
+    args = parse()
+    from rnnviewer.app import setup_numba_cache
+    setup_numba_cache()
+    from rnnviewer.training.session import SessionConfig
+    from rnnviewer.ui.main_window import MainWindow
+    from rnnviewer.ui.runner import make_app, wait_until
+    config = SessionConfig(task=args.task, cell=args.cell, hidden=args.hidden,
+                           seq_len=args.seq_len, batch=args.batch)
+    app = make_app()
+    win = MainWindow(config, interactive=False, restore_settings=False)
+    win.resize(1400, 900)
+    win.show()
+    for dock in win.docks.values():                     # every panel open and visible
+        dock.setFloating(True)
+        dock.resize(640, 420)
+        dock.show()
+    win.start()
+    if not wait_until(lambda: win.snapshot is not None or win.errors, 600):
+        sys.exit("timed out waiting for the kernels")
+    if win.errors:
+        sys.exit(win.errors[0][0])
+    probe = Probe()
+    runs = {"headless": [], "window": []}
+    for _ in range(args.repeats):
+        runs["headless"].append(headless(config, args.seconds))
+        runs["window"].append(windowed(win, probe, args.seconds))
+    win.close()
+    med = statistics.median
+    head = med(runs["headless"])
+    w = runs["window"]
+    fps = {n: med(r["fps"][n] for r in w) for n in win.panels}
+    out = {"config": config.to_dict(), "panels": len(win.panels),
+           "headless_steps_per_s": head,
+           "window_steps_per_s": med(r["steps_per_s"] for r in w),
+           "latency_p50_ms": med(r["latency_p50_ms"] for r in w),
+           "latency_p99_ms": med(r["latency_p99_ms"] for r in w),
+           "latency_max_ms": max(r["latency_max_ms"] for r in w),
+           "fps_min": min(fps.values()), "fps_median": med(fps.values()), "fps": fps,
+           "runs": runs}
+    out["throughput_ratio"] = out["window_steps_per_s"] / head
+    print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(win.panels)} "
+          f"panels, {args.repeats}x{args.seconds:g} s, medians:")
+    print(f"  training  headless {head:8.1f} steps/s   window {out['window_steps_per_s']:8.1f} "
+          f"steps/s   ratio {100 * out['throughput_ratio']:.0f}%  (goal >= 80%)")
+    print(f"  latency   p50 {out['latency_p50_ms']:.1f} ms   p99 {out['latency_p99_ms']:.1f} ms"
+          f"   max {out['latency_max_ms']:.1f} ms  (goal p99 < 50 ms)")
+    print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20)")
+    for n, f in sorted(fps.items(), key=lambda kv: kv[1]):
+        print(f"    {n:20s} {f:5.1f} fps")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    from rnnviewer.ui.runner import finish
+    finish(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Helpers shared by the weight and gradient panels (weights, spectrum, histograms,
+saliency, gradient through time): colour maps, steady colour levels, a cost-based
+throttle, gate blocks of the parameter matrices, step-indexed ring buffers, and an
+ImageItem that reports the entry under the mouse."""
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+from rnnviewer.ui.style import LABEL_STYLE
+
+DIVERGING = "CET-D1A"          # blue - white - red, perceptually uniform (colorcet)
+SEQUENTIAL = "viridis"
+
+
+def colormap(name):
+    return pg.colormap.get(name)
+
+
+def robust_absmax(a, q=0.995, max_samples=20_000):
+    """The q-quantile of |a| (a strided subsample of at most max_samples entries);
+    falls back to max|a| when that quantile is 0 (sparse arrays)."""
+    a = np.asarray(a).ravel()
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return 0.0
+    stride = max(1, a.size // max_samples)
+    m = float(np.quantile(np.abs(a[::stride]), q))
+    return m if m > 0 else float(np.abs(a).max())
+
+
+class SteadyLevel:
+    """A colour level that grows at once and shrinks slowly, so colours stay comparable
+    between frames: each update moves it to max(target, decay * current)."""
+
+    def __init__(self, decay=0.985, floor=1e-12):
+        self.decay, self.floor = decay, floor
+        self.value = None
+
+    def reset(self):
+        self.value = None
+
+    def update(self, target):
+        target = float(target) if np.isfinite(target) else 0.0
+        if self.value is None:
+            self.value = max(target, self.floor)
+        else:
+            self.value = max(target, self.value * self.decay, self.floor)
+        return self.value
+
+
+class SteadyRange:
+    """(lo, hi) levels for values that are not centred on zero (log norms): the range
+    widens at once and narrows slowly towards the target."""
+
+    def __init__(self, decay=0.985):
+        self.decay = decay
+        self.value = None
+
+    def reset(self):
+        self.value = None
+
+    def update(self, lo, hi):
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return self.value
+        if hi - lo < 1e-6:
+            lo, hi = lo - 0.5, hi + 0.5
+        if self.value is None:
+            self.value = (lo, hi)
+        else:
+            clo, chi = self.value
+            span = chi - clo
+            d = (1.0 - self.decay) * span
+            self.value = (min(lo, clo + d), max(hi, chi - d))
+        return self.value
+
+
+class Throttle:
+    """Runs an expensive computation at most every max(min_interval, ratio * cost) seconds,
+    where cost is the duration of its last run: at most 1/ratio of the GUI thread's time."""
+
+    def __init__(self, min_interval=0.0, ratio=8.0):
+        self.min_interval, self.ratio = min_interval, ratio
+        self.last_start = -np.inf
+        self.cost = 0.0
+
+    def reset(self):
+        self.last_start = -np.inf
+
+    def due(self, now=None):
+        now = time.monotonic() if now is None else now
+        return now - self.last_start >= max(self.min_interval, self.ratio * self.cost)
+
+    def run(self, fn, *args):
+        t0 = time.monotonic()
+        self.last_start = t0
+        try:
+            return fn(*args)
+        finally:
+            self.cost = time.monotonic() - t0
+
+
+def gate_blocks(name, a, gate_names):
+    """[(label, block)] of a parameter: the row blocks of W_xh/W_hh/b_xh/b_hh split by
+    gate ("W_hh[f]"), or the whole array for a plain RNN and for W_hy/b_y."""
+    a = np.asarray(a)
+    G = len(gate_names)
+    if G <= 1 or name not in ("W_xh", "W_hh", "b_xh", "b_hh"):
+        return [(name, a)]
+    H = a.shape[0] // G
+    return [(f"{name}[{g}]", a[i * H:(i + 1) * H]) for i, g in enumerate(gate_names)]
+
+
+def input_names(snap):
+    """Names of the input features (characters for text tasks, else x0, x1, ...)."""
+    I = int(snap.model_config["n_in"])
+    vocab = snap.task_config.get("vocab") if snap.task_config else None
+    if isinstance(vocab, str) and len(vocab) == I:
+        return [_visible(c) for c in vocab]
+    return [f"x{i}" for i in range(I)]
+
+
+def output_names(snap):
+    """Names of the outputs (characters for text tasks, else y0, y1, ...)."""
+    O = int(snap.model_config.get("n_out", 0) or 0)
+    vocab = snap.task_config.get("vocab") if snap.task_config else None
+    if isinstance(vocab, str) and len(vocab) == O:
+        return [_visible(c) for c in vocab]
+    return [f"y{i}" for i in range(O)]
+
+
+_VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
+
+
+def _visible(c):
+    return _VISIBLE.get(c, c)
+
+
+class StepRing:
+    """The last `capacity` rows recorded per training step (a ring buffer), and their
+    resampling onto a uniform step grid for an ImageItem."""
+
+    def __init__(self, capacity=500):
+        self.capacity = capacity
+        self.clear()
+
+    def clear(self):
+        self.steps = np.zeros(0, np.int64)
+        self.rows = None          # (capacity, n) ring storage
+        self.start = 0            # index of the oldest row
+        self.n = 0
+
+    def append(self, step, row):
+        row = np.asarray(row, np.float32)
+        if self.rows is None or self.rows.shape[1] != row.size:
+            self.rows = np.zeros((self.capacity, row.size), np.float32)
+            self.steps = np.zeros(self.capacity, np.int64)
+            self.start = self.n = 0
+        if self.n and step <= self.last_step():
+            i = (self.start + self.n - 1) % self.capacity     # same step again: replace
+        elif self.n < self.capacity:
+            i = (self.start + self.n) % self.capacity
+            self.n += 1
+        else:
+            i = self.start
+            self.start = (self.start + 1) % self.capacity
+        self.rows[i] = row
+        self.steps[i] = step
+
+    def last_step(self):
+        return int(self.steps[(self.start + self.n - 1) % self.capacity])
+
+    def ordered(self):
+        """(steps (n,), rows (n, m)) oldest first."""
+        if not self.n:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        idx = (self.start + np.arange(self.n)) % self.capacity
+        return self.steps[idx], self.rows[idx]
+
+    def grid(self, columns=None):
+        """(image (m, C) float32, x0, width): the rows resampled onto C uniform step
+        columns covering [first step, last step] (each column shows the newest row at or
+        before its step), transposed so the step runs along x."""
+        steps, rows = self.ordered()
+        if not len(steps):
+            return None, 0.0, 1.0
+        C = min(columns or self.capacity, max(1, len(steps)))
+        s0, s1 = float(steps[0]), float(steps[-1])
+        if C == 1 or s1 <= s0:
+            return np.ascontiguousarray(rows[-1:].T), s0 - 0.5, 1.0
+        width = (s1 - s0) * C / (C - 1)                      # column j centred on its step
+        centres = s0 + np.arange(C) * (s1 - s0) / (C - 1)
+        idx = np.clip(np.searchsorted(steps, centres + 1e-9, side="right") - 1, 0, len(steps) - 1)
+        dx = width / C
+        return np.ascontiguousarray(rows[idx].T), s0 - dx / 2, width
+
+
+class ReportingImage(pg.ImageItem):
+    """An ImageItem (row-major, row 0 at the top when the view is inverted) that calls
+    on_hover(row, col) / on_hover(None, None) and on_click(row, col) with array indices."""
+
+    def __init__(self, on_hover=None, on_click=None, **kw):
+        super().__init__(**kw)
+        self.on_hover, self.on_click = on_hover, on_click
+        self.setAcceptHoverEvents(True)
+
+    def _index(self, pos):
+        if self.image is None:
+            return None
+        r, c = int(np.floor(pos.y())), int(np.floor(pos.x()))
+        rows, cols = self.image.shape[:2]
+        if 0 <= r < rows and 0 <= c < cols:
+            return r, c
+        return None
+
+    def hoverEvent(self, ev):
+        if ev.isExit():
+            if self.on_hover:
+                self.on_hover(None, None)
+            return
+        if self.on_click is not None:
+            ev.acceptClicks(Qt.MouseButton.LeftButton)
+        rc = self._index(ev.pos())
+        if self.on_hover:
+            self.on_hover(*(rc or (None, None)))
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton and self.on_click is not None:
+            rc = self._index(ev.pos())
+            if rc is not None:
+                ev.accept()
+                self.on_click(*rc)
+                return
+        super().mouseClickEvent(ev)
+
+
+def color_bar(cmap, label=None, orientation="vertical", width=14):
+    """A non-interactive ColorBarItem styled for the white background."""
+    cb = pg.ColorBarItem(values=(-1, 1), colorMap=cmap, interactive=False, width=width,
+                         orientation=orientation, pen="#606060", colorMapMenu=False)
+    if label:
+        axis = cb.getAxis("right" if orientation == "vertical" else "bottom")
+        axis.setLabel(label, **LABEL_STYLE)
+    return cb
+
+
+def message_item(text=""):
+    """A centred text label for "waiting for ..." / error messages inside a layout."""
+    item = pg.LabelItem(text, color="#a03030", size="10pt")
+    return item
+
+
+def fmt(v):
+    """A number for labels and tooltips: 4 significant digits."""
+    v = float(v)
+    if v == 0 or (1e-3 <= abs(v) < 1e4):
+        return f"{v:.4g}"
+    return f"{v:.3e}"

@@ -1,0 +1,335 @@
+"""The main window with live training in a worker thread (pytest-qt, offscreen)."""
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from rnnviewer.training.session import SessionConfig, TrainingSession
+from rnnviewer.ui import dialogs, settings
+from rnnviewer.ui.main_window import MainWindow
+from rnnviewer.ui.panels import Panel, UnitSelection, registered_panels
+from rnnviewer.ui.worker import ORPHANS
+
+SMALL = dict(task="sine", hidden=8, batch=4, seq_len=12, probe_size=2, val_every=5)
+WAIT = 60_000   # ms; the first test of a process may compile kernels
+
+
+@pytest.fixture
+def shown_errors(monkeypatch):
+    shown = []
+    monkeypatch.setattr(dialogs, "show_error",
+                        lambda parent, title, text, details="": shown.append((title, text)))
+    return shown
+
+
+@pytest.fixture
+def confirm(monkeypatch):
+    state = {"answer": True, "asked": []}
+
+    def ask(parent, what):
+        state["asked"].append(what)
+        return state["answer"]
+    monkeypatch.setattr(dialogs, "confirm_reset", ask)
+    return state
+
+
+def open_window(qtbot, config=None, path=None):
+    win = MainWindow(config or SessionConfig(**SMALL), restore_settings=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.start(path)
+    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    return win
+
+
+@pytest.fixture
+def window(qtbot, shown_errors, confirm):
+    win = open_window(qtbot)
+    yield win
+    win.close()
+    assert shown_errors == []        # tests that expect an error clear the list
+
+
+def wait_step(qtbot, win, n):
+    qtbot.waitUntil(lambda: win.snapshot is not None and win.snapshot.step >= n, timeout=WAIT)
+
+
+def test_window_shows_before_training_and_every_panel_is_docked(window):
+    assert window.isVisible()
+    names = {cls.object_name for cls in registered_panels()}
+    assert set(window.panels) == names and "curves" in names
+    view = [m for m in window.menuBar().actions() if m.text() == "&View"][0].menu()
+    titles = {a.text() for a in view.actions()}
+    assert {window.docks[n].windowTitle() for n in names} <= titles
+    assert "Reset &layout" in titles
+    assert window.status_kernels.text() == "kernels ready"
+
+
+def test_start_pause_step_reset(window, qtbot):
+    window.act_step.trigger()
+    wait_step(qtbot, window, 1)
+    assert window.snapshot.step == 1 and not window.running
+    window.act_start.trigger()
+    qtbot.waitUntil(lambda: window.running, timeout=WAIT)
+    wait_step(qtbot, window, 15)
+    window.act_start.trigger()
+    qtbot.waitUntil(lambda: not window.running, timeout=WAIT)
+    qtbot.wait(150)
+    step = window.snapshot.step
+    qtbot.wait(200)
+    assert window.snapshot.step == step          # paused means paused
+    assert window.worker.session.step == step
+    run_id = window.snapshot.run_id
+    window.act_reset.trigger()
+    qtbot.waitUntil(lambda: window.snapshot.run_id != run_id, timeout=WAIT)
+    assert window.snapshot.step == 0 and len(window.snapshot.history["step"]) == 0
+    window.panels["curves"].redraw_now()
+    assert len(window.panels["curves"].train_curve.getData()[0] or []) == 0
+
+
+def test_keyboard_shortcuts(window, qtbot):
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    wait_step(qtbot, window, 1)
+    qtbot.keyClick(window, Qt.Key.Key_Period, Qt.KeyboardModifier.ControlModifier)
+    wait_step(qtbot, window, 2)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.running, timeout=WAIT)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not window.running, timeout=WAIT)
+
+
+def test_live_edits_apply_without_reset(window, qtbot, confirm):
+    window.worker.step(3)
+    wait_step(qtbot, window, 3)
+    run_id = window.snapshot.run_id
+    window.controls.lr.setValue(0.0025)
+    window.controls.clip.setValue(0.5)
+    window.controls.batch.setValue(6)
+    window.act_step.trigger()
+    wait_step(qtbot, window, 4)
+    snap = window.snapshot
+    assert snap.run_id == run_id and snap.lr == pytest.approx(0.0025) and snap.clip == 0.5
+    assert snap.history["lr"][-1] == pytest.approx(0.0025)
+    assert window.worker.session.config.batch == 6
+    assert confirm["asked"] == []
+
+
+def test_shape_change_asks_then_resets_or_reverts(window, qtbot, confirm):
+    window.worker.step(3)
+    wait_step(qtbot, window, 3)
+    confirm["answer"] = False
+    window.controls.hidden.setValue(12)
+    assert confirm["asked"] == ["the hidden size"]
+    assert window.controls.hidden.value() == 8           # reverted
+    qtbot.wait(100)
+    assert window.snapshot.n_hidden == 8 and window.snapshot.step == 3
+    confirm["answer"] = True
+    window.controls.cell.setCurrentIndex(window.controls.cell.findData("lstm"))
+    qtbot.waitUntil(lambda: window.snapshot.cell == "lstm", timeout=WAIT)
+    assert window.snapshot.step == 0 and window.config.cell == "lstm"
+    assert window.snapshot.probe.c is not None
+    # nothing trained yet: a shape change needs no question
+    confirm["asked"].clear()
+    window.controls.hidden.setValue(5)
+    qtbot.waitUntil(lambda: window.snapshot.n_hidden == 5, timeout=WAIT)
+    assert confirm["asked"] == []
+
+
+def test_task_change_and_bad_task_option(window, qtbot, shown_errors):
+    c = window.controls
+    c.task.setCurrentIndex(c.task.findData("parity"))
+    qtbot.waitUntil(lambda: window.snapshot.task_name == "parity", timeout=WAIT)
+    assert window.snapshot.loss_name == "xent" and window.snapshot.model_config["n_out"] == 2
+    c.options.editors["modulus"].setValue(1)            # impossible: modulus >= 2
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    assert "modulus" in shown_errors[0][1]
+    shown_errors.clear()
+    assert c.options.editors["modulus"].value() == 2    # controls show what really runs
+
+
+def test_save_and_reopen_session(window, qtbot, tmp_path):
+    path = tmp_path / "run.npz"
+    window.worker.step(7)
+    wait_step(qtbot, window, 7)
+    # (not qtbot.waitSignal: its handler would run in the worker thread, NOTES.md)
+    window.save_session(str(path))
+    qtbot.waitUntil(lambda: window.saved_step == 7, timeout=WAIT)
+    assert path.is_file()
+    assert str(path.resolve()) in settings.recent_files()
+    assert "run.npz" in window.windowTitle() and "*" not in window.windowTitle()
+    before = window.snapshot
+    other = open_window(qtbot, SessionConfig(task="parity", hidden=4), path=str(path))
+    qtbot.waitUntil(lambda: other.snapshot.step == 7, timeout=WAIT)
+    snap = other.snapshot
+    assert other.config.task == "sine" and other.controls.hidden.value() == 8
+    for k in before.params:
+        np.testing.assert_array_equal(snap.params[k], before.params[k])
+    for k in before.history:
+        np.testing.assert_array_equal(snap.history[k], before.history[k])
+    assert other.current_path == str(path)
+    # both continue identically from here
+    window.worker.step(3)
+    other.worker.step(3)
+    wait_step(qtbot, window, 10)
+    wait_step(qtbot, other, 10)
+    for k in before.params:
+        np.testing.assert_array_equal(window.snapshot.params[k], other.snapshot.params[k])
+    other.close()
+
+
+def test_opening_a_bad_file_shows_the_problem(window, qtbot, tmp_path, shown_errors):
+    bad = tmp_path / "junk.npz"
+    bad.write_bytes(b"not a zip file at all")
+    window.open_session(str(bad))
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    assert "junk.npz" in shown_errors[0][1]
+    shown_errors.clear()
+    window.act_step.trigger()                   # the window still works
+    wait_step(qtbot, window, 1)
+
+
+def test_close_mid_training_returns_within_a_second(qtbot, shown_errors):
+    win = open_window(qtbot)
+    win.act_start.trigger()
+    wait_step(qtbot, win, 5)
+    thread = win.worker_thread.thread
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 1.0
+    assert thread.isFinished() and win.worker_thread is None
+    assert shown_errors == []
+
+
+def test_close_mid_compile_returns_within_a_second(qtbot, monkeypatch, shown_errors):
+    def slow_compile(self):   # numba compiles cannot be interrupted: neither can this
+        time.sleep(2.5)
+        return 2.5
+    monkeypatch.setattr(TrainingSession, "compile", slow_compile)
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.compiling, timeout=WAIT)
+    assert win.status_kernels.text() == "compiling kernels…"
+    handle = win.worker_thread
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 1.0
+    assert handle in ORPHANS                         # still compiling, kept alive
+    qtbot.waitUntil(lambda: handle.thread.isFinished(), timeout=10_000)
+    assert shown_errors == []
+
+
+def test_worker_exception_reaches_the_user(window, qtbot, monkeypatch, shown_errors):
+    def broken(self, keep_grads):
+        raise RuntimeError("kernel exploded")
+    monkeypatch.setattr(TrainingSession, "_train_step", broken)
+    window.act_start.trigger()
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    assert "RuntimeError: kernel exploded" in shown_errors[0][1]
+    qtbot.waitUntil(lambda: not window.running, timeout=WAIT)
+    shown_errors.clear()
+    monkeypatch.undo()
+    window.act_step.trigger()                   # the worker survived
+    wait_step(qtbot, window, 1)
+
+
+def test_divergence_pauses_and_tells_the_user(qtbot, shown_errors, confirm):
+    win = open_window(qtbot, SessionConfig(**{**SMALL, "optimizer": "sgd", "clip": 0.0}))
+    win.worker.step(2)
+    wait_step(qtbot, win, 2)
+    good = win.snapshot.params
+    win.controls.lr.setValue(10.0)
+    win.worker.set_live(lr=1e39)
+    win.act_start.trigger()
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    title, text = shown_errors[0]
+    assert title == "Training diverged" and "step 3" in text and "learning rate" in text
+    qtbot.waitUntil(lambda: not win.running, timeout=WAIT)
+    assert win.snapshot.step == 2
+    for k in good:
+        np.testing.assert_array_equal(win.snapshot.params[k], good[k])
+    win.close()
+
+
+def test_reset_layout_shows_closed_panels(window, qtbot):
+    dock = window.docks["curves"]
+    dock.close()
+    window.controls_dock.close()
+    assert not dock.isVisible()
+    window.act_reset_layout.trigger()
+    assert dock.isVisible() and window.controls_dock.isVisible()
+
+
+def test_settings_remember_last_run_and_layout(window, qtbot):
+    window.controls.lr.setValue(0.003)
+    window.resize(611, 477)        # within the offscreen screen (800x600)
+    window.close()
+    assert settings.load_json("session/last_config")["lr"] == pytest.approx(0.003)
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.show()
+    assert again.config.lr == pytest.approx(0.003) and again.controls.lr.value() == 0.003
+    assert again.width() == 611
+
+
+def test_unit_selection_reaches_every_panel(qtbot):
+    class Probe(Panel):
+        title, object_name = "Probe", "probe_test"
+
+        def build(self):
+            self.seen = []
+
+        def on_unit_selected(self, unit):
+            self.seen.append(unit)
+    sel = UnitSelection()
+    a, b = Probe(sel), Probe(sel)
+    qtbot.addWidget(a)
+    qtbot.addWidget(b)
+    a.select_unit(5)
+    assert a.seen == [5] and b.seen == [5] and sel.unit == 5
+    b.select_unit(5)                            # no change, no signal
+    assert b.seen == [5]
+
+
+def test_curves_panel_draws_and_exports(window, qtbot, tmp_path):
+    window.worker.step(12)
+    wait_step(qtbot, window, 12)
+    panel = window.panels["curves"]
+    panel.redraw_now()
+    xs, ys = panel.train_curve.getData()
+    assert len(xs) == 12 and np.all(np.isfinite(ys))
+    assert len(panel.val_curve.getData()[0]) == 2      # steps 5 and 10
+    assert "step 12" in panel.info.text()
+    for name in ("c.png", "c.svg"):
+        panel.export_image(tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:2000]
+    panel.export_data(tmp_path / "c.csv")
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "step,train_loss,val_loss,grad_norm,lr" and len(lines) == 13
+    panel.export_data(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["step"], np.arange(1, 13))
+    paths = window.export_panels(tmp_path / "all")
+    assert [p.name for p in paths] == [f"{n}.png" for n in window.panels]
+    panel.log_box.setChecked(False)
+    assert not panel.loss_plot.ctrl.logYCheck.isChecked()
+
+
+def test_window_picture_is_not_empty(window, qtbot):
+    window.worker.step(10)
+    wait_step(qtbot, window, 10)
+    for p in window.panels.values():
+        p.redraw_now()
+    img = window.grab().toImage()
+    assert img.width() > 800 and img.height() > 500
+    # the curves panel is not a blank canvas: it has plenty of distinct colours
+    panel_img = window.panels["curves"].grab().toImage()
+    colors = {panel_img.pixel(x, y) for x in range(0, panel_img.width(), 7)
+              for y in range(0, panel_img.height(), 7)}
+    assert len(colors) > 10
