@@ -5,6 +5,9 @@
 Prints the median wall time (ms) per call for every cell, backend and input kind
 (one-hot text with I=65 characters and O=65 classes, or a 1-feature series), after
 one warm-up call (which also compiles numba kernels). A 60 Hz frame is 16.7 ms.
+"model" is one bare forward + backward of the same (steps + 2)-row batch that IG runs:
+the floor for IG through `Model`. Set OPENBLAS_NUM_THREADS=1 on shared machines
+(2-thread OpenBLAS stalls there, see shared/NOTES.md).
 """
 
 import argparse
@@ -51,7 +54,7 @@ def main():
     rng = np.random.default_rng(0)
     print(f"T={args.T} H={args.H} B=1 float32; IG steps={args.steps}; median of "
           f"{args.repeats} (ms)")
-    print(f"{'cell':5} {'backend':13} {'input':6} {'IG':>8} {'saliency':>9} "
+    print(f"{'cell':5} {'backend':13} {'input':6} {'IG':>8} {'model':>8} {'saliency':>9} "
           f"{'occlusion':>10} {'IG loss':>8}")
     for cell in args.cells.split(","):
         for backend in args.backends.split(","):
@@ -68,12 +71,16 @@ def main():
                           else rng.normal(size=(1, args.T, 1)).astype(np.float32))
                 r = args.repeats
                 ig = median_ms(lambda: A.integrated_gradients(m, x, -1, 0, steps=args.steps), r)
+                xs = np.repeat(x, args.steps + 2, axis=0)
+                dy = np.zeros((len(xs), args.T, O), np.float32)
+                dy[:, -1, 0] = 1.0
+                bare = median_ms(lambda: m.backward(m.forward(xs), dy=dy), r)
                 sal = median_ms(lambda: A.saliency(m, x, -1, 0), r)
                 occ = median_ms(lambda: A.occlusion(m, x, -1, 0), r)
                 igl = median_ms(lambda: A.integrated_gradients(
                     m, x, None, "loss", steps=args.steps, target=target, loss=loss), r)
-                print(f"{cell:5} {actual:13} {kind:6} {ig:8.2f} {sal:9.2f} {occ:10.2f} "
-                      f"{igl:8.2f}", flush=True)
+                print(f"{cell:5} {actual:13} {kind:6} {ig:8.2f} {bare:8.2f} {sal:9.2f} "
+                      f"{occ:10.2f} {igl:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """SGD and Adam with torch.optim's arithmetic; global-norm gradient clipping."""
 
+import math
+
 import numpy as np
+
+from rnnviewer.errors import ConfigError
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_xh", "b_hh", "W_hy", "b_y")
 
@@ -17,12 +21,25 @@ def clip_grad_norm(grads, max_norm):
     return total
 
 
+def check_number(name, value, low=0.0, high=math.inf, low_open=False, high_open=False):
+    """`value` as a finite float in the given range; ConfigError naming it otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < low or v > high or (low_open and v == low) \
+            or (high_open and v == high):
+        lo, hi = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+        raise ConfigError(f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}, got {v}")
+    return v
+
+
 class Optimizer:
     """Updates `params` (a dict of arrays) in place from a grads dict with the same keys."""
 
     def __init__(self, params, lr):
         self.params = params
-        self.lr = float(lr)
+        self.lr = check_number("learning rate", lr)
         self.t = 0
 
     def keys(self):
@@ -33,8 +50,11 @@ class Optimizer:
         return {"t": np.asarray(self.t), "lr": np.asarray(self.lr)}
 
     def load_state_dict(self, state):
-        self.t = int(state["t"])
-        self.lr = float(state["lr"])
+        t = check_number("optimizer step count", np.asarray(state["t"]).item())
+        if t != int(t):
+            raise ConfigError(f"optimizer step count must be an integer, got {t}")
+        self.lr = check_number("learning rate", np.asarray(state["lr"]).item())
+        self.t = int(t)
 
 
 class SGD(Optimizer):
@@ -44,7 +64,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0):
         super().__init__(params, lr)
-        self.momentum = float(momentum)
+        self.momentum = check_number("momentum", momentum)
         self.buf = {k: np.zeros_like(params[k]) for k in self.keys()} if momentum else {}
 
     def step(self, grads):
@@ -79,8 +99,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, lr)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
+        if np.shape(betas) != (2,):
+            raise ConfigError(f"betas must be two numbers, got {betas!r}")
+        self.betas = tuple(check_number(f"beta{i + 1}", b, 0.0, 1.0, high_open=True)
+                           for i, b in enumerate(betas))
+        self.eps = check_number("eps", eps)
         self.m = {k: np.zeros_like(params[k]) for k in self.keys()}
         self.v = {k: np.zeros_like(params[k]) for k in self.keys()}
 

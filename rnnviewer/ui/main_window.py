@@ -56,6 +56,7 @@ class MainWindow(QMainWindow):
         self.compiling = False
         self.compile_seconds = None
         self.saved_step = None        # step of the last save/open (None: never saved)
+        self._fell_back = False       # the first session failed and defaults were used
         self.worker = None
         self.worker_thread = None
         self.panels = {}              # object_name -> Panel
@@ -109,7 +110,8 @@ class MainWindow(QMainWindow):
         self.act_save_as = A("Save &As…", self._on_save_as_triggered, "Ctrl+Shift+S",
                              "Save the session to a new file")
         self.act_import = A("&Import weights…", self._on_import_triggered, None,
-                            "Load weights trained elsewhere (PyTorch state dict, safetensors)")
+                            "Train on from weights trained elsewhere: a torch RNN/GRU/LSTM "
+                            "state dict (.safetensors, .npz, .pt) for the current task")
         if import_weights_function() is None:
             self.act_import.setEnabled(False)
             self.act_import.setToolTip("Importing weights needs rnnviewer.engine.import_weights, "
@@ -147,7 +149,9 @@ class MainWindow(QMainWindow):
         self.controls_dock = dock
 
     def _build_panels(self):
-        first_in_area = {}
+        """One dock per registered panel. Default layout: panels with `own_row` get a dock
+        of their own; the others of each area share one tab group (`tab_with` overrides)."""
+        leaders = {}
         for cls in registered_panels():
             panel = cls(self.selection)
             dock = QDockWidget(cls.title, self)
@@ -156,13 +160,18 @@ class MainWindow(QMainWindow):
             dock.setToolTip(cls.tooltip)
             self.addDockWidget(cls.default_area, dock)
             target = self.docks.get(cls.tab_with) if cls.tab_with else None
+            if target is None and not cls.own_row:
+                target = leaders.get(cls.default_area)
+                leaders.setdefault(cls.default_area, dock)
             if target is not None:
                 self.tabifyDockWidget(target, dock)
-            first_in_area.setdefault(cls.default_area, dock)
             if not cls.default_visible:
                 dock.hide()
             self.panels[cls.object_name] = panel
             self.docks[cls.object_name] = dock
+        for dock in leaders.values():   # the first panel of each group in front
+            dock.raise_()
+        self._row_docks = [d for n, d in self.docks.items() if self.panels[n].own_row]
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -179,6 +188,17 @@ class MainWindow(QMainWindow):
         docks = [self.controls_dock] + right[:1]
         self.resizeDocks(docks, [310, max(self.width() - 310, 300)][:len(docks)],
                          Qt.Orientation.Horizontal)
+        # Heights: own-row panels (the curves) small, the tab groups share the rest.
+        bottom = [d for d in self.docks.values() if not d.isHidden() and
+                  self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
+        rows = [d for d in right if d in self._row_docks]
+        groups = [d for d in right if d not in self._row_docks][:1] + bottom[:1]
+        if rows or groups:
+            h = max(self.height() - 80, 300)
+            top = min(260, h // 3) if groups else h // max(len(rows), 1)
+            rest = (h - top * len(rows)) // max(len(groups), 1)
+            self.resizeDocks(rows + groups, [top] * len(rows) + [rest] * len(groups),
+                             Qt.Orientation.Vertical)
 
     def _build_menus(self):
         mb = self.menuBar()
@@ -248,6 +268,7 @@ class MainWindow(QMainWindow):
         w.compile_finished.connect(self._on_worker_compile_finished)
         w.diverged.connect(self._on_worker_diverged)
         w.saved.connect(self._on_worker_saved)
+        w.notice.connect(self._on_worker_notice)
         w.errored.connect(self._on_worker_errored)
         self.worker = w
         self.worker_thread = WorkerThread(w)
@@ -326,9 +347,20 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {path}", 5000)
         self._update_title()
 
+    @Slot(str)
+    def _on_worker_notice(self, text):
+        self.statusBar().showMessage(text, 15000)
+
     @Slot(str, str)
     def _on_worker_errored(self, message, details):
         self.controls.set_config(self.config)   # undo edits that did not take
+        if self.snapshot is None and not self._fell_back:
+            # The first session could not be made (e.g. remembered settings naming a file
+            # that is gone): start from the defaults so the window is usable.
+            self._fell_back = True
+            self.config = SessionConfig()
+            self.controls.set_config(self.config)
+            self.worker.configure(self.config)
         self._error("rnnviewer", message, details)
 
     def _error(self, title, message, details=""):
@@ -493,7 +525,12 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(
             self, "Import weights", self._file_dir(),
             "Weights (*.pt *.pth *.safetensors *.npz);;All files (*)")
-        if path and self.worker is not None:
+        if path:
+            self.import_weights(path)
+
+    def import_weights(self, path):
+        """Replace the network by weights from `path`, keeping the task (asks nothing)."""
+        if self.worker is not None:
             self.worker.set_running(False)
             self.worker.import_weights(path, self.controls.config())
 

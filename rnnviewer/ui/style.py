@@ -59,13 +59,22 @@ def log_ticks(lo, hi, max_ticks):
     return [(math.log10(v), f"{v:g}") for v in best]
 
 
-def apply_log_ticks(plot, px_per_tick=26):
-    """Set readable ticks on a PlotItem's left axis while it is in log mode."""
+def apply_log_ticks(plot, px_per_tick=26, data_range=None):
+    """Set readable ticks on a PlotItem's left axis while it is in log mode.
+
+    data_range (lo, hi) in data units: use it instead of the (lazily updated) view range.
+    """
+    import math
     axis = plot.getAxis("left")
     if not plot.ctrl.logYCheck.isChecked():
         axis.setTicks(None)
         return
-    lo, hi = plot.getViewBox().viewRange()[1]
+    if data_range is not None and data_range[0] > 0 and data_range[1] >= data_range[0]:
+        lo, hi = math.log10(data_range[0]), math.log10(data_range[1])
+        pad = max(0.02 * (hi - lo), 1e-3)
+        lo, hi = lo - pad, hi + pad
+    else:
+        lo, hi = plot.getViewBox().viewRange()[1]
     height = max(plot.getViewBox().height(), 1.0)
     ticks = log_ticks(lo, hi, height / px_per_tick)
     axis.setTicks([ticks, []] if ticks else None)

@@ -42,6 +42,7 @@ class TrainingWorker(QObject):
     compile_finished = Signal(float)       # seconds
     diverged = Signal(str)
     saved = Signal(str)
+    notice = Signal(str)                   # something the user should read in the status bar
     errored = Signal(str, str)             # (message for the user, details)
     finished = Signal()
 
@@ -209,19 +210,24 @@ class TrainingWorker(QObject):
         self._install(self._factory.from_file(path), path)
 
     def _cmd_import(self, path, config):
-        from rnnviewer.engine import import_weights
-        from rnnviewer.errors import CheckpointError
-        model = import_weights(path)
-        config = config.replace(cell=model.cell, hidden=model.n_hidden,
-                                dtype=model.dtype.name)
-        task = None
-        try:
-            session = self._factory(config, model=model)
-        except RnnviewerError as e:
-            raise CheckpointError(f"{path}: the weights do not fit the task {config.task!r}: {e}")\
-                from None
-        del task
-        self._install(session)
+        """Train on from weights trained elsewhere (torch layout), with the task of `config`."""
+        from rnnviewer.engine import Model, import_weights
+        from rnnviewer.training.session import build_task
+        task = build_task(config)
+        model = import_weights(path, expect_inputs=task.n_in, dtype=config.dtype)
+        note = f"Imported {model.cell.upper()} H={model.n_hidden} from {path}"
+        if model.n_out != task.n_out:
+            fresh = Model(cell=model.cell, n_in=model.n_in, n_hidden=model.n_hidden,
+                          n_out=task.n_out, seed=config.seed, dtype=config.dtype)
+            for k in ("W_xh", "W_hh", "b_xh", "b_hh"):
+                fresh.params[k] = model.params[k].astype(fresh.dtype)
+            what = "has no readout" if not model.n_out else \
+                f"has a readout with {model.n_out} outputs"
+            note += f"; the file {what}, the task needs {task.n_out}: a new readout was initialised"
+            model = fresh
+        config = config.replace(cell=model.cell, hidden=model.n_hidden, dtype=model.dtype.name)
+        self._install(self._factory(config, task=task, model=model))
+        self.notice.emit(note)
 
     def _cmd_save(self, path):
         if self.session is None:

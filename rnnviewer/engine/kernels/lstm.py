@@ -23,7 +23,7 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 # ------------------------------------------------------------------ row-range bodies
 @njit(inline="always")
 def _fwd_rows(x, oh, W_xh, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
-               b0, b1):
+              b0, b1):
     """Rows b0..b1 of the batch. xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) per chunk."""
     B, T, H = h.shape
     G = 4 * H
@@ -72,7 +72,7 @@ def _fwd_rows(x, oh, W_xh, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcu
 
 @njit(inline="always")
 def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-               gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
+              gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
     Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
     gb (4H) (the same for b_xh and b_hh), all zeroed by the caller."""

@@ -102,7 +102,8 @@ class Panel(QWidget):
     tooltip = ""
     default_area = Qt.DockWidgetArea.RightDockWidgetArea
     default_visible = True
-    tab_with = None            # object_name of a panel to tab this one with by default
+    own_row = False            # True: a dock of its own; False: tabbed with the area's group
+    tab_with = None            # object_name of a panel to tab this one with (overrides)
     redraw_interval_ms = 33    # at most about 30 frames a second
 
     def __init__(self, selection=None, parent=None):

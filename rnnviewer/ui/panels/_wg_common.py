@@ -3,11 +3,15 @@ saliency, gradient through time): colour maps, steady colour levels, a cost-base
 throttle, gate blocks of the parameter matrices, step-indexed ring buffers, and an
 ImageItem that reports the entry under the mouse."""
 
+import ctypes
+import glob
+import os
 import time
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
 
 from rnnviewer.ui.style import LABEL_STYLE
 
@@ -19,16 +23,21 @@ def colormap(name):
     return pg.colormap.get(name)
 
 
-def robust_absmax(a, q=0.995, max_samples=20_000):
-    """The q-quantile of |a| (a strided subsample of at most max_samples entries);
-    falls back to max|a| when that quantile is 0 (sparse arrays)."""
-    a = np.asarray(a).ravel()
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return 0.0
+def robust_absmax(a, q=0.995, max_samples=8192):
+    """About the q-quantile of |a| (from a strided subsample of at most max_samples
+    entries; non-finite entries ignored); max|a| when that quantile is 0 (sparse arrays)."""
+    a = np.abs(np.asarray(a, dtype=np.float64).ravel())
     stride = max(1, a.size // max_samples)
-    m = float(np.quantile(np.abs(a[::stride]), q))
-    return m if m > 0 else float(np.abs(a).max())
+    sub = a[::stride]
+    sub = sub[np.isfinite(sub)]
+    if sub.size == 0:
+        return 0.0
+    k = min(sub.size - 1, int(q * (sub.size - 1)))
+    m = float(np.partition(sub, k)[k])
+    if m > 0:
+        return m
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else 0.0
 
 
 class SteadyLevel:
@@ -78,20 +87,26 @@ class SteadyRange:
 
 
 class Throttle:
-    """Runs an expensive computation at most every max(min_interval, ratio * cost) seconds,
-    where cost is the duration of its last run: at most 1/ratio of the GUI thread's time."""
+    """Runs an expensive computation at most every max(min_interval, ratio * cost) seconds
+    (never less often than every max_interval), where cost is a running average of its
+    duration: it takes at most about 1/ratio of the GUI thread's time."""
 
-    def __init__(self, min_interval=0.0, ratio=8.0):
-        self.min_interval, self.ratio = min_interval, ratio
+    def __init__(self, min_interval=0.0, ratio=8.0, max_interval=3.0):
+        self.min_interval, self.ratio, self.max_interval = min_interval, ratio, max_interval
         self.last_start = -np.inf
-        self.cost = 0.0
+        self.cost = 0.0            # running average, seconds
+        self.last_cost = 0.0       # duration of the last run, seconds
+        self.runs = 0
 
     def reset(self):
         self.last_start = -np.inf
 
+    def interval(self):
+        return min(self.max_interval, max(self.min_interval, self.ratio * self.cost))
+
     def due(self, now=None):
         now = time.monotonic() if now is None else now
-        return now - self.last_start >= max(self.min_interval, self.ratio * self.cost)
+        return now - self.last_start >= self.interval()
 
     def run(self, fn, *args):
         t0 = time.monotonic()
@@ -99,7 +114,51 @@ class Throttle:
         try:
             return fn(*args)
         finally:
-            self.cost = time.monotonic() - t0
+            self.last_cost = time.monotonic() - t0
+            self.runs += 1
+            # the first run pays one-off costs (LAPACK set-up): do not let it dominate
+            w = 1.0 if self.runs == 2 else 0.3
+            self.cost = self.last_cost if self.runs == 1 else \
+                (1 - w) * self.cost + w * self.last_cost
+
+
+_BLAS_LIMITED = False
+
+
+def single_thread_blas():
+    """Limit numpy's and scipy's OpenBLAS to one thread, once per process.
+
+    Small LAPACK calls (eigenvalues of a 128 x 128 matrix) took 1-5 s instead of tens of
+    ms with two-thread OpenBLAS on the shared 2-core machines (NOTES.md: two-thread BLAS
+    stalls); the engine limits only scipy's copy, and only once a gated kernel ran."""
+    global _BLAS_LIMITED
+    if _BLAS_LIMITED:
+        return
+    _BLAS_LIMITED = True
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1, user_api="blas")
+        return
+    except Exception:
+        pass
+    libs = []
+    for mod in ("numpy", "scipy"):
+        try:
+            base = os.path.dirname(os.path.dirname(__import__(mod).__file__))
+        except ImportError:
+            continue
+        libs += glob.glob(os.path.join(base, f"{mod}.libs", "lib*openblas*"))
+    for lib in libs:
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                    "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(dll, sym, None)
+            if fn is not None:
+                fn(1)
+                break
 
 
 def gate_blocks(name, a, gate_names):
@@ -240,8 +299,12 @@ def color_bar(cmap, label=None, orientation="vertical", width=14):
     """A non-interactive ColorBarItem styled for the white background."""
     cb = pg.ColorBarItem(values=(-1, 1), colorMap=cmap, interactive=False, width=width,
                          orientation=orientation, pen="#606060", colorMapMenu=False)
+    axis = cb.getAxis("right" if orientation == "vertical" else "bottom")
+    font = QFont()
+    font.setPointSizeF(8)
+    axis.setTickFont(font)
+    axis.enableAutoSIPrefix(False)
     if label:
-        axis = cb.getAxis("right" if orientation == "vertical" else "bottom")
         axis.setLabel(label, **LABEL_STYLE)
     return cb
 

@@ -29,8 +29,12 @@ class ActivationsPanel(Panel):
         self.state_box.currentIndexChanged.connect(self._on_state_box_current_index_changed)
         self.info = QLabel("")
         self.info.setToolTip("The cell under the mouse pointer")
+        self.selected_label = QLabel("")
+        self.selected_label.setStyleSheet(f"color: {COLORS['accent']}; font-weight: bold;")
+        self.selected_label.setToolTip("The selected unit, outlined in the heatmap")
         bar.addWidget(self.seq_spin)
         bar.addWidget(self.state_box)
+        bar.addWidget(self.selected_label)
         bar.addStretch(1)
         bar.addWidget(self.info)
         self.layout_.addLayout(bar)
@@ -55,10 +59,6 @@ class ActivationsPanel(Panel):
         self.marker = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2))
         self.marker.setZValue(10)
         self.plot.addItem(self.marker)
-        self.marker_tip = pg.ScatterPlotItem(symbol="t2", size=11, pen=None,
-                                             brush=pg.mkBrush(accent))
-        self.marker_tip.setZValue(10)
-        self.plot.addItem(self.marker_tip)
         self.cbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=VIRIDIS, interactive=False,
                                     width=14, label="h")
         self.cbar.setImageItem(self.image)
@@ -128,8 +128,7 @@ class ActivationsPanel(Panel):
         u = min(self.selection.unit, H - 1)
         x0, x1, y0, y1 = -0.5, T - 0.5, u - 0.5, u + 0.5
         self.marker.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
-        self.marker_tip.setData([x0], [float(u)])
-        self.plot.setTitle(f"selected unit {u}", size="9pt", color=COLORS["accent"])
+        self.selected_label.setText(f"selected: unit {u}")
 
     def _update_ticks(self):
         vb = self.plot.getViewBox()

@@ -15,6 +15,7 @@ class CurvesPanel(Panel):
     object_name = "curves"
     tooltip = "Loss, gradient norm and learning rate against training steps, live."
     default_area = Qt.DockWidgetArea.RightDockWidgetArea
+    own_row = True
 
     def build(self):
         bar = QHBoxLayout()
@@ -98,6 +99,12 @@ class CurvesPanel(Panel):
             if top != self._lr_top and np.isfinite(top) and top > 0:
                 self._lr_top = top
                 self.lr_plot.setYRange(0.0, top, padding=0)
+        if self.log_box.isChecked() and len(step):
+            for plot, arrays in ((self.loss_plot, (h["train_loss"], h["val_loss"])),
+                                 (self.norm_plot, (h["grad_norm"],))):
+                vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays])
+                if len(vals):
+                    apply_log_ticks(plot, data_range=(vals.min(), vals.max()))
         parts = [f"step {snap.step}", f"loss {snap.loss:.4g}"]
         if np.isfinite(snap.val_loss):
             parts.append(f"val {snap.val_loss:.4g}")

@@ -9,9 +9,9 @@ shrink slowly, so they stay comparable from frame to frame.
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolTip
+from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QToolTip
 
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
@@ -24,7 +24,7 @@ MATRICES = ("W_xh", "W_hh", "W_hy")
 TITLES = {"W_xh": "W_xh  (unit \u00d7 input)", "W_hh": "W_hh  (unit \u00d7 unit)",
           "W_hy": "W_hy\u1d40  (unit \u00d7 output)"}
 BOTTOM = {"W_xh": "input", "W_hh": "from unit", "W_hy": "output"}
-SELECT_PEN = pg.mkPen("#111111", width=1.2)
+SELECT_PEN = pg.mkPen("#111111", width=1.5, cosmetic=True)
 
 
 @register_panel
@@ -88,23 +88,29 @@ class WeightsPanel(Panel):
         H = snap.n_hidden
         gates = snap.gate_names or ("",)
         first_plot = None
+        G = len(gates)
         for col, m in enumerate(mats):
             rows = gates if m in ("W_xh", "W_hh") else ("",)
             ncols = snap.params[m].shape[1] if m != "W_hy" else snap.params[m].shape[0]
             above = None
             for r, g in enumerate(rows):
                 label = f"{m}[{g}]" if g else m
-                plot = self.view.addPlot(row=r, col=col)
+                span = G if len(rows) == 1 else 1      # W_hy spans every gate row
+                plot = self.view.addPlot(row=r, col=col, rowspan=span)
+                style_plot(plot)
                 bv = BlockView(self, plot, m, label, r if g else None, H, ncols)
                 self.blocks[label] = bv
-                style_plot(plot, left=None)
-                plot.getAxis("left").setWidth(40 if col == 0 else 30)
+                left = plot.getAxis("left")
+                left.setWidth(44 if col == 0 else 30)
                 if r == 0:
                     plot.setTitle(TITLES[m], size="9pt")
                 if col == 0:
                     plot.setLabel("left", f"{g} \u00b7 unit" if g else "unit", **LABEL_STYLE)
                 if r == len(rows) - 1:
                     plot.setLabel("bottom", BOTTOM[m], **LABEL_STYLE)
+                else:
+                    plot.getAxis("bottom").setStyle(showValues=False)
+                    plot.getAxis("bottom").setHeight(6)
                 if first_plot is None:
                     first_plot = plot
                 else:
@@ -113,12 +119,11 @@ class WeightsPanel(Panel):
                     plot.setXLink(above)
                 above = plot
             cb = color_bar(self.cmap, orientation="horizontal", width=10)
-            cb.setImageItem([b.image for b in self.blocks.values() if b.matrix == m])
-            self.view.addItem(cb, row=len(gates), col=col)
+            self.view.addItem(cb, row=G, col=col)
             self.bars[m] = cb
             stretch = int(np.clip(ncols, max(12, H // 4), H))
             self.view.ci.layout.setColumnStretchFactor(col, stretch)
-        for r in range(len(gates)):
+        for r in range(G):
             self.view.ci.layout.setRowStretchFactor(r, 1)
         self.on_unit_selected(self.selection.unit)
 
@@ -146,7 +151,8 @@ class WeightsPanel(Panel):
                 bv.image.setImage(img, levels=(-lv, lv), autoLevels=False)
             cb = self.bars[m]
             cb.setLevels((-lv, lv))
-            cb.getAxis("bottom").setTicks([[(-lv, fmt(-lv)), (0.0, "0"), (lv, fmt(lv))]])
+            cb.getAxis("bottom").setLabel(f"{m} {MODES[mode].lower()}  (\u00b1{fmt(lv)})",
+                                          **LABEL_STYLE)
 
     # ------------------------------------------------------------ interaction
     def describe(self, bv, row, col):
@@ -222,23 +228,28 @@ class BlockView:
         vb.setLimits(xMin=0, xMax=ncols, yMin=0, yMax=H)
         plot.setRange(xRange=(0, ncols), yRange=(0, H), padding=0)
         plot.showGrid(x=False, y=False)
-        self.row_mark = pg.LinearRegionItem((0, 1), orientation="horizontal", movable=False,
-                                            brush=pg.mkBrush(0, 0, 0, 0), pen=SELECT_PEN)
-        plot.addItem(self.row_mark)
-        self.col_mark = None
-        if matrix == "W_hh":
-            self.col_mark = pg.LinearRegionItem((0, 1), orientation="vertical", movable=False,
-                                                brush=pg.mkBrush(0, 0, 0, 0), pen=SELECT_PEN)
-            plot.addItem(self.col_mark)
+        self.row_mark = _outline(plot)
+        self.col_mark = _outline(plot) if matrix == "W_hh" else None
 
     def mark(self, unit):
         u = min(max(int(unit), 0), self.H - 1)
-        self.row_mark.setRegion((u, u + 1))
+        self.row_mark.setRect(QRectF(0, u, self.ncols, 1))
         if self.col_mark is not None:
-            self.col_mark.setRegion((u, u + 1))
+            self.col_mark.setRect(QRectF(u, 0, 1, self.H))
 
     def _hover(self, row, col):
         self.panel._on_block_hover(self, row, col)
 
     def _click(self, row, col):
         self.panel._on_block_click(self, row, col)
+
+
+def _outline(plot):
+    """A rectangle outline (cosmetic pen) in the plot's data coordinates."""
+    item = QGraphicsRectItem()
+    item.setPen(SELECT_PEN)
+    item.setZValue(10)
+    item.setAcceptHoverEvents(False)
+    item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+    plot.addItem(item)
+    return item

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Build the one-folder bundle and check the frozen app; prints the bundle size and the times.
+#
+#   packaging/smoke.sh            # build (packaging/build.sh), then check dist/rnnviewer
+#   RNNVIEWER_SMOKE_NO_BUILD=1 packaging/smoke.sh     # check the existing dist/rnnviewer
+#
+# Checks: the bundle holds rnnviewer's .py sources and resources and no Qt translations;
+# `--self-test` passes offscreen with a cold numba cache, then again warm without compiling
+# anything; the cache folder is keyed by the bundled sources (an edited copy of the bundle
+# gets another key); and, when xvfb-run and xwininfo exist, a real window opens, it opens
+# before the kernels are compiled on a cold cache (they finish while it is up), and it
+# closes cleanly on SIGINT. Under CI (CI=true, root, apt-get) missing X tools are installed.
+# Everything it writes stays in build/smoke/ (its own XDG cache and config folders).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+OUT="$ROOT/build/smoke"
+APP="$ROOT/dist/rnnviewer/rnnviewer"
+BUNDLE="$ROOT/dist/rnnviewer"
+T_START=$SECONDS
+
+fail() { echo "SMOKE FAILED: $*" >&2; exit 1; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+declare -a REPORT=()
+report() { REPORT+=("$(printf '%-34s %s' "$1" "$2")"); echo "-- $1: $2"; }
+
+if [ "${RNNVIEWER_SMOKE_NO_BUILD:-0}" != "1" ]; then
+    T0=$SECONDS
+    bash packaging/build.sh
+    report "build (fresh venv + pyinstaller)" "$((SECONDS - T0)) s"
+fi
+[ -x "$APP" ] || fail "$APP not found: build first (packaging/build.sh)"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+# The frozen app must choose its own numba cache folder: drop any the caller set
+# (.ci/run exports one for the tests), and keep caches and settings inside build/smoke.
+unset NUMBA_CACHE_DIR
+export XDG_CACHE_HOME="$OUT/cache" XDG_CONFIG_HOME="$OUT/config"
+CACHE="$XDG_CACHE_HOME/rnnviewer"
+
+echo "== bundle contents"
+INTERNAL="$BUNDLE/_internal"
+for f in rnnviewer/app.py rnnviewer/engine/kernels/rnn.py rnnviewer/engine/numba_config.py \
+         resources/icons/rnnviewer.png resources/rnnviewer.desktop resources/corpora; do
+    [ -e "$INTERNAL/$f" ] || fail "bundle lacks _internal/$f"
+done
+[ -z "$(find "$INTERNAL/rnnviewer" -name '*.pyc' -print -quit)" ] \
+    || fail "rnnviewer collected as bytecode: the numba cache key needs .py sources"
+[ ! -e "$INTERNAL/PySide6/Qt/translations" ] || fail "Qt translations were not dropped"
+SIZE_MB=$(du -sm "$BUNDLE" | cut -f1)
+report "bundle size (unpacked)" "${SIZE_MB} MB"
+du -sm "$INTERNAL"/* | sort -rn | head -6 | sed 's|'"$INTERNAL"'/|   |'
+"$APP" --version | grep -q "^rnnviewer " || fail "--version"
+
+echo "== frozen --self-test, cold numba cache"
+export QT_QPA_PLATFORM=offscreen
+t=$(now_ms)
+"$APP" --self-test > "$OUT/selftest-cold.log" 2>&1 || { cat "$OUT/selftest-cold.log"; fail "self-test (cold)"; }
+report "self-test, cold cache" "$(( $(now_ms) - t )) ms"
+tail -1 "$OUT/selftest-cold.log"
+KEYS=$(cd "$CACHE" && ls -d numba-* 2>/dev/null || true)
+[ "$(echo "$KEYS" | wc -w)" = "1" ] || fail "expected one numba-<key> folder in $CACHE, found: $KEYS"
+KEY="$KEYS"
+NBI=$(find "$CACHE/$KEY" -name '*.nbi' | wc -l)
+[ "$NBI" -gt 0 ] || fail "no numba cache index written in $CACHE/$KEY"
+report "numba cache" "$KEY ($NBI kernels cached)"
+
+echo "== frozen --self-test, warm numba cache (x3)"
+touch "$OUT/warm-marker"
+sleep 1
+TIMES=()
+for i in 1 2 3; do
+    t=$(now_ms)
+    "$APP" --self-test > "$OUT/selftest-warm$i.log" 2>&1 || { cat "$OUT/selftest-warm$i.log"; fail "self-test (warm)"; }
+    TIMES+=($(( $(now_ms) - t )))
+done
+NEW=$(find "$CACHE" -newer "$OUT/warm-marker" -type f | wc -l)
+[ "$NEW" = "0" ] || fail "the warm runs compiled again: $(find "$CACHE" -newer "$OUT/warm-marker" -type f)"
+MEDIAN=$(printf '%s\n' "${TIMES[@]}" | sort -n | sed -n 2p)
+report "self-test, warm cache (median of 3)" "${MEDIAN} ms (runs: ${TIMES[*]} ms; nothing recompiled)"
+
+echo "== the cache key follows the bundled sources"
+EDITED="$OUT/bundle-edited"
+cp -al "$BUNDLE" "$EDITED"                          # hard links: no extra space
+KFILE="$EDITED/_internal/rnnviewer/engine/kernels/rnn.py"
+cp --remove-destination "$BUNDLE/_internal/rnnviewer/engine/kernels/rnn.py" "$KFILE"
+printf '\n# edited by packaging/smoke.sh\n' >> "$KFILE"
+"$EDITED/rnnviewer" --version > /dev/null
+KEYS2=$(cd "$CACHE" && ls -d numba-*)
+NEWKEY=$(echo "$KEYS2" | grep -vx "$KEY" || true)
+[ -n "$NEWKEY" ] || fail "editing a bundled kernel file did not change the cache key ($KEY)"
+report "cache key after editing a kernel" "$KEY -> $NEWKEY"
+rm -rf "$EDITED"
+
+echo "== real window under Xvfb"
+if ! command -v xvfb-run > /dev/null || ! command -v xwininfo > /dev/null; then
+    if [ "${CI:-}" = "true" ] && [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null; then
+        apt-get update -qq > "$OUT/apt.log" 2>&1 || true
+        apt-get install -y -qq xvfb xauth x11-utils libxcb-icccm4 libxcb-keysyms1 \
+            libxcb-cursor0 >> "$OUT/apt.log" 2>&1 || true
+    fi
+fi
+if command -v xvfb-run > /dev/null && command -v xwininfo > /dev/null; then
+    unset QT_QPA_PLATFORM
+    cat > "$OUT/window.sh" <<'EOF'
+#!/usr/bin/env bash
+# Inside Xvfb: start the app, time until its main window is mapped, optionally wait for the
+# numba cache index to appear, screenshot, then SIGINT. Prints "window_ms cache_ms exit".
+set -u
+APP=$1 CACHE=$2 SHOT=$3 WAIT_CACHE=$4 LOG=$5
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+t0=$(now_ms)
+"$APP" > "$LOG" 2>&1 &
+pid=$!
+win=""
+while [ -z "$win" ] && [ $(( $(now_ms) - t0 )) -lt 120000 ] && kill -0 $pid 2>/dev/null; do
+    for id in $(xwininfo -root -tree 2>/dev/null | awk '/\("rnnviewer" "rnnviewer"\)/ {print $1}'); do
+        if xwininfo -id "$id" 2>/dev/null | grep -q IsViewable; then win=$id; break; fi
+    done
+    [ -n "$win" ] || sleep 0.01
+done
+t_win=$(( $(now_ms) - t0 ))
+[ -n "$win" ] || t_win=-1
+t_cache=-1
+if [ "$WAIT_CACHE" = 1 ] && [ -n "$win" ]; then
+    sleep 1
+    if command -v import > /dev/null; then import -window root "$SHOT" 2>/dev/null || true; fi
+    while [ $(( $(now_ms) - t0 )) -lt 300000 ] && kill -0 $pid 2>/dev/null; do
+        if [ -n "$(find "$CACHE" -name '*.nbi' -print -quit 2>/dev/null)" ]; then
+            t_cache=$(( $(now_ms) - t0 )); break
+        fi
+        sleep 0.1
+    done
+else
+    sleep 1
+    if [ -n "$SHOT" ] && command -v import > /dev/null; then import -window root "$SHOT" 2>/dev/null || true; fi
+fi
+kill -INT $pid 2>/dev/null
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then kill -TERM $pid; fi
+wait $pid
+echo "$t_win $t_cache $?"
+EOF
+    chmod +x "$OUT/window.sh"
+    XVFB=(xvfb-run -a -s "-screen 0 1600x1000x24")
+
+    # warm cache: launch to window, median of 3
+    WT=()
+    for i in 1 2 3; do
+        shot=""; [ "$i" = 1 ] && shot="$OUT/window-warm.png"
+        read -r tw _ code < <("${XVFB[@]}" "$OUT/window.sh" "$APP" "$CACHE" "$shot" 0 "$OUT/window-warm$i.log" | tail -1)
+        [ "$tw" -ge 0 ] || { cat "$OUT/window-warm$i.log"; fail "no window appeared under Xvfb"; }
+        [ "$code" = 0 ] || { cat "$OUT/window-warm$i.log"; fail "the app exited with $code after SIGINT"; }
+        WT+=("$tw")
+    done
+    MEDIAN=$(printf '%s\n' "${WT[@]}" | sort -n | sed -n 2p)
+    report "launch to window, warm (median of 3)" "${MEDIAN} ms (runs: ${WT[*]} ms)"
+
+    # cold cache: the window must be up before the kernels are compiled
+    export XDG_CACHE_HOME="$OUT/cache-cold"
+    read -r tw tc code < <("${XVFB[@]}" "$OUT/window.sh" "$APP" "$XDG_CACHE_HOME" \
+                               "$OUT/window-cold.png" 1 "$OUT/window-cold.log" | tail -1)
+    [ "$tw" -ge 0 ] || { cat "$OUT/window-cold.log"; fail "no window appeared (cold cache)"; }
+    [ "$tc" -ge 0 ] || { cat "$OUT/window-cold.log"; fail "kernels never compiled in the window"; }
+    [ "$tc" -gt "$tw" ] || fail "kernels were cached (${tc} ms) before the window was up (${tw} ms)"
+    [ "$code" = 0 ] || { cat "$OUT/window-cold.log"; fail "the app exited with $code after SIGINT"; }
+    report "cold start: window, kernels cached" "window at ${tw} ms, kernels compiled by ${tc} ms"
+    [ -f "$OUT/window-cold.png" ] && echo "   screenshot while compiling: $OUT/window-cold.png"
+    export XDG_CACHE_HOME="$OUT/cache"
+else
+    report "real window" "SKIPPED (needs xvfb-run and xwininfo: apt-get install xvfb xauth x11-utils)"
+fi
+
+echo
+echo "== rnnviewer frozen smoke test passed in $((SECONDS - T_START)) s"
+printf '   %s\n' "${REPORT[@]}"

@@ -1,0 +1,378 @@
+"""State space: the probe trajectory on the top principal components of recent states.
+
+The PCA basis is refitted (at most every REFIT_S seconds) on a pool of states from recent
+snapshots and keeps its signs from fit to fit (engine.analysis.PCAProjector), so the
+picture drifts with training instead of flipping.
+
+Overlay hook (fixed points, unstable directions, anything in state space):
+
+    panel.set_overlay_points(points, name="fixed points", segments=None, symbol="x")
+        points (N, S), segments (M, 2, S): full states, re-projected whenever the basis
+        moves; S = H, or 2H = [h, c] for an LSTM (the c half is ignored in the h space).
+    panel.clear_overlay(name)          # or clear_overlay() for all
+    panel.project(states) -> (N, 2)    # full states -> current view coordinates, or None
+                                       # before the first fit
+    panel.projection_changed           # Signal() after every refit or change of components
+"""
+
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton
+
+from rnnviewer.engine.analysis import PCAProjector
+from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._hidden import (VIRIDIS, probe_labels, sequence_spin, set_spin_max,
+                                         time_brushes)
+from rnnviewer.ui.style import COLORS, style_plot
+
+COMPONENTS = ((0, 1), (1, 2), (0, 2))
+POOL = 1536            # states kept for the PCA fit
+PER_FRAME = 256        # states added to the pool per drawn snapshot
+REFIT_S = 0.25         # refit the basis at most this often (seconds)
+
+
+@register_panel
+class StateSpacePanel(Panel):
+    title = "State space (PCA)"
+    object_name = "state_space"
+    tooltip = ("The probe sequence's hidden-state trajectory projected on the top principal "
+               "components of recent states, coloured by time. The arrow shows the direction "
+               "in which the selected unit's activation grows by 1.")
+    default_area = Qt.DockWidgetArea.RightDockWidgetArea
+
+    projection_changed = Signal()
+
+    def build(self):
+        bar = QHBoxLayout()
+        self.seq_spin = sequence_spin()
+        self.seq_spin.valueChanged.connect(self._on_seq_spin_value_changed)
+        self.comp_box = QComboBox()
+        for a, b in COMPONENTS:
+            self.comp_box.addItem(f"PC{a + 1} / PC{b + 1}", (a, b))
+        self.comp_box.setToolTip("Which principal components to plot against each other")
+        self.comp_box.currentIndexChanged.connect(self._on_comp_box_current_index_changed)
+        self.space_box = QComboBox()
+        self.space_box.addItem("h", "h")
+        self.space_box.setToolTip("The state space: the hidden state h, or for an LSTM the "
+                                  "full state [h, c]")
+        self.space_box.currentIndexChanged.connect(self._on_space_box_current_index_changed)
+        self.all_box = QCheckBox("all sequences")
+        self.all_box.setChecked(True)
+        self.all_box.setToolTip("Also draw the other probe sequences' trajectories (grey)")
+        self.all_box.toggled.connect(self._on_all_box_toggled)
+        self.fit_button = QPushButton("Fit view")
+        self.fit_button.setToolTip("Fit the view to the trajectories again (and follow them)")
+        self.fit_button.clicked.connect(self._on_fit_button_clicked)
+        self.info = QLabel("")
+        self.info.setToolTip("The point under the mouse pointer")
+        for w in (self.seq_spin, self.comp_box, self.space_box, self.all_box, self.fit_button):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        bar.addWidget(self.info)
+        self.layout_.addLayout(bar)
+
+        self.view = pg.GraphicsLayoutWidget()
+        self.layout_.addWidget(self.view, 1)
+        self.plot = self.view.addPlot(row=0, col=0)
+        style_plot(self.plot, left="PC2", bottom="PC1")
+        self.plot.hideButtons()
+        self.plot.getViewBox().disableAutoRange()
+        self.others = pg.PlotCurveItem(pen=pg.mkPen(QColor(150, 150, 150, 110), width=1),
+                                       connect="finite")
+        self.plot.addItem(self.others)
+        self.line = pg.PlotCurveItem(pen=pg.mkPen(QColor(90, 90, 90, 200), width=1.3))
+        self.plot.addItem(self.line)
+        self.points = pg.ScatterPlotItem(size=7, pen=pg.mkPen(QColor(40, 40, 40, 120), width=0.5),
+                                         hoverable=True)
+        self.plot.addItem(self.points)
+        self.start = pg.ScatterPlotItem(symbol="o", size=15, brush=None,
+                                        pen=pg.mkPen("#202020", width=2))
+        self.end = pg.ScatterPlotItem(symbol="s", size=14, brush=None,
+                                      pen=pg.mkPen("#202020", width=2))
+        self.start_text = pg.TextItem("start", color="#202020", anchor=(-0.15, 1.1))
+        self.end_text = pg.TextItem("end", color="#202020", anchor=(-0.15, 1.1))
+        for item in (self.start, self.end, self.start_text, self.end_text):
+            item.setZValue(5)
+            self.plot.addItem(item)
+        accent = QColor(COLORS["accent"])
+        self.unit_line = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2))
+        self.unit_tip = pg.ScatterPlotItem(symbol="o", size=8, pen=None, brush=accent)
+        self.unit_text = pg.TextItem("", color=accent.darker(120), anchor=(0, 1))
+        for item in (self.unit_line, self.unit_tip, self.unit_text):
+            item.setZValue(6)
+            self.plot.addItem(item)
+        self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=VIRIDIS, interactive=False,
+                                    width=14, label="time step")
+        self.view.addItem(self.cbar, row=0, col=1)
+        self.pca = PCAProjector(n_components=3, pool_size=POOL)
+        self._space = None           # "h" or "hc": what the pool holds
+        self._fit_time = -np.inf
+        self._brushes = []
+        self._T = None
+        self._coords = None          # (P, T, 2) projected probe states
+        self._labels = []
+        self._seq = 0
+        self._auto = True            # follow the data with the view range
+        self._overlays = {}          # name -> dict(points, segments, scatter, lines)
+        self.plot.getViewBox().sigRangeChangedManually.connect(
+            self._on_view_range_changed_manually)
+        self.points.sigHovered.connect(self._on_points_hovered)
+
+    def export_item(self):
+        return self.view.scene()
+
+    # ------------------------------------------------------------ public hook
+    def project(self, states):
+        """Full states (N, S) or (S,) -> (N, 2) coordinates in the current view, or None
+        before the first fit. S is H, or 2H for an LSTM ([h, c]; c is dropped in the h
+        space). ValueError for any other size."""
+        if self.pca.components is None:
+            return None
+        s = np.asarray(states, dtype=np.float64)
+        s = s.reshape(-1, s.shape[-1])
+        dim = self.pca.components.shape[1]
+        if s.shape[1] == 2 * dim and self._space == "h":
+            s = s[:, :dim]
+        if s.shape[1] != dim:
+            raise ValueError(f"states have {s.shape[1]} values; this view needs {dim} "
+                             f"(or {2 * dim} for an LSTM's [h, c])" if self._space == "h"
+                             else f"states have {s.shape[1]} values; this view needs {dim}")
+        a, b = self.components()
+        k = self.pca.components.shape[0]
+        z = self.pca.project(s)                               # (N, k)
+        out = np.zeros((len(s), 2))
+        if a < k:
+            out[:, 0] = z[:, a]
+        if b < k:
+            out[:, 1] = z[:, b]
+        return out
+
+    def components(self):
+        """The (a, b) component indices on the x and y axes (0-based)."""
+        return self.comp_box.currentData() or (0, 1)
+
+    def set_overlay_points(self, points, name="overlay", segments=None, symbol="x", size=13,
+                           color="#d62728", tooltip=""):
+        """Draw full states `points` (N, S) and line `segments` (M, 2, S) on the view as
+        overlay `name` (replacing an overlay of that name); kept in sync with the basis."""
+        self.clear_overlay(name)
+        col = pg.mkColor(color)
+        scatter = pg.ScatterPlotItem(symbol=symbol, size=size, pen=pg.mkPen(col, width=2),
+                                     brush=pg.mkBrush(col))
+        lines = pg.PlotCurveItem(pen=pg.mkPen(col, width=1.8), connect="pairs")
+        for item in (lines, scatter):
+            item.setZValue(8)
+            if tooltip:
+                item.setToolTip(tooltip)
+            self.plot.addItem(item)
+        pts = None if points is None else np.atleast_2d(np.asarray(points, dtype=np.float64))
+        seg = None if segments is None else np.asarray(segments, dtype=np.float64)
+        if seg is not None and (seg.ndim != 3 or seg.shape[1] != 2):
+            raise ValueError(f"segments must have shape (M, 2, S), got {seg.shape}")
+        self._overlays[name] = {"points": pts, "segments": seg, "scatter": scatter,
+                                "lines": lines}
+        self._draw_overlays()
+
+    def clear_overlay(self, name=None):
+        """Remove overlay `name` (every overlay when None)."""
+        for key in [name] if name is not None else list(self._overlays):
+            ov = self._overlays.pop(key, None)
+            if ov is not None:
+                self.plot.removeItem(ov["scatter"])
+                self.plot.removeItem(ov["lines"])
+
+    def _draw_overlays(self):
+        for ov in self._overlays.values():
+            pts = None if ov["points"] is None else self.project(ov["points"])
+            if pts is None:
+                ov["scatter"].setData([], [])
+            else:
+                ov["scatter"].setData(pts[:, 0], pts[:, 1])
+            seg = ov["segments"]
+            xy = None if seg is None else self.project(seg.reshape(-1, seg.shape[-1]))
+            if xy is None:
+                ov["lines"].setData([], [])
+            else:
+                ov["lines"].setData(xy[:, 0], xy[:, 1])
+
+    # ------------------------------------------------------------ controls
+    def _refresh(self):
+        if self.snapshot is not None:
+            self.drawn = None
+            self.redraw_now()
+
+    @Slot(int)
+    def _on_seq_spin_value_changed(self, _):
+        self._refresh()
+
+    @Slot(int)
+    def _on_comp_box_current_index_changed(self, _):
+        self._auto = True
+        self._fit_time = -np.inf
+        self._refresh()
+
+    @Slot(int)
+    def _on_space_box_current_index_changed(self, _):
+        self._auto = True
+        self._refresh()
+
+    @Slot(bool)
+    def _on_all_box_toggled(self, _):
+        self._refresh()
+
+    @Slot()
+    def _on_fit_button_clicked(self):
+        self._auto = True
+        self._fit_view(force=True)
+
+    @Slot(object)
+    def _on_view_range_changed_manually(self, _):
+        self._auto = False
+
+    def on_unit_selected(self, unit):
+        self._draw_unit()
+
+    def on_reset(self):
+        self.pca.reset()
+        self._space = None
+        self._fit_time = -np.inf
+        self._auto = True
+
+    # ------------------------------------------------------------ drawing
+    def _states(self, snap):
+        """(P, T, S) states of the chosen space and its key ("h" or "hc")."""
+        p = snap.probe
+        lstm = p.c is not None
+        have = tuple(self.space_box.itemData(i) for i in range(self.space_box.count()))
+        want = ("h", "hc") if lstm else ("h",)
+        if have != want:
+            cur = self.space_box.currentData()
+            self.space_box.blockSignals(True)
+            self.space_box.clear()
+            self.space_box.addItem("h", "h")
+            if lstm:
+                self.space_box.addItem("[h, c]", "hc")
+            self.space_box.setCurrentIndex(want.index(cur) if cur in want else 0)
+            self.space_box.blockSignals(False)
+        space = self.space_box.currentData() or "h"
+        if space == "hc":
+            return np.concatenate([p.h, p.c], axis=-1), space
+        return p.h, space
+
+    def redraw(self, snap):
+        states, space = self._states(snap)                   # (P, T, S)
+        P, T, S = states.shape
+        if space != self._space or (self.pca.mean is not None and len(self.pca.mean) != S):
+            self.pca.reset()
+            self._space = space
+            self._fit_time = -np.inf
+            self._auto = True
+        flat = states.reshape(-1, S)
+        stride = max(1, len(flat) // PER_FRAME)
+        self.pca.add(flat[::stride])
+        now = time.monotonic()
+        refit = now - self._fit_time >= REFIT_S
+        if refit and len(self.pca) >= 2:
+            self.pca.fit()
+            self._fit_time = now
+        if self.pca.components is None:
+            return
+        set_spin_max(self.seq_spin, P)
+        seq = self._seq = min(self.seq_spin.value(), P - 1)
+        a, b = self.components()
+        self._coords = self.project(flat).reshape(P, T, 2)
+        xy = self._coords[seq]                                # (T, 2)
+        if T != self._T:
+            self._T = T
+            self._brushes = time_brushes(T)
+            self.cbar.setLevels((0, max(T - 1, 1)))
+        if self.all_box.isChecked() and P > 1:
+            rest = np.delete(self._coords, seq, axis=0)      # (P-1, T, 2)
+            pad = np.full((P - 1, 1, 2), np.nan)
+            rest = np.concatenate([rest, pad], axis=1).reshape(-1, 2)
+            self.others.setData(rest[:, 0], rest[:, 1])
+        else:
+            self.others.setData([], [])
+        self.line.setData(xy[:, 0], xy[:, 1])
+        self._labels = probe_labels(snap, seq)
+        self.points.setData(x=xy[:, 0], y=xy[:, 1], brush=self._brushes,
+                            data=np.arange(T))
+        self.start.setData([xy[0, 0]], [xy[0, 1]])
+        self.end.setData([xy[-1, 0]], [xy[-1, 1]])
+        self.start_text.setPos(xy[0, 0], xy[0, 1])
+        self.end_text.setPos(xy[-1, 0], xy[-1, 1])
+        evr = self.pca.explained_variance_ratio
+        name = "[h, c]" if space == "hc" else "h"
+        for axis, i in (("bottom", a), ("left", b)):
+            share = f" ({100 * evr[i]:.1f}% of variance)" if i < len(evr) else ""
+            self.plot.setLabel(axis, f"PC{i + 1} of {name}{share}")
+        self._draw_unit()
+        self._draw_overlays()
+        self._fit_view()
+        if refit:
+            self.projection_changed.emit()
+
+    def _draw_unit(self):
+        """The selected unit's axis: from the pool mean to where that unit is 1 higher."""
+        if self.pca.components is None:
+            return
+        H = self.snapshot.n_hidden if self.snapshot is not None else 0
+        u = self.selection.unit
+        if not 0 <= u < H:
+            for item in (self.unit_line, self.unit_tip):
+                item.setData([], [])
+            self.unit_text.setText("")
+            return
+        a, b = self.components()
+        comps = self.pca.components                           # (k, S)
+        dx = comps[a, u] if a < len(comps) else 0.0
+        dy = comps[b, u] if b < len(comps) else 0.0
+        self.unit_line.setData([0.0, dx], [0.0, dy])
+        self.unit_tip.setData([dx], [dy])
+        self.unit_text.setText(f"unit {u} +1")
+        self.unit_text.setPos(dx, dy)
+
+    def _fit_view(self, force=False):
+        """Follow the data: grow the range at once, shrink only when data use < 45% of it."""
+        if self._coords is None or not (self._auto or force):
+            return
+        c = self._coords if self.all_box.isChecked() else self._coords[self._seq][None]
+        xy = c.reshape(-1, 2)
+        extra = [ov["scatter"].getData() for ov in self._overlays.values()]
+        xs = np.concatenate([xy[:, 0]] + [np.asarray(e[0], float) for e in extra])
+        ys = np.concatenate([xy[:, 1]] + [np.asarray(e[1], float) for e in extra])
+        ok = np.isfinite(xs) & np.isfinite(ys)
+        if not ok.any():
+            return
+        x0, x1, y0, y1 = xs[ok].min(), xs[ok].max(), ys[ok].min(), ys[ok].max()
+        w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+        (vx0, vx1), (vy0, vy1) = self.plot.getViewBox().viewRange()
+        inside = vx0 <= x0 and x1 <= vx1 and vy0 <= y0 and y1 <= vy1
+        small = w < 0.45 * (vx1 - vx0) or h < 0.45 * (vy1 - vy0)
+        if force or not inside or small:
+            self.plot.setRange(xRange=(x0 - 0.08 * w, x1 + 0.08 * w),
+                               yRange=(y0 - 0.08 * h, y1 + 0.08 * h), padding=0)
+
+    @Slot(object, object, object)
+    def _on_points_hovered(self, item, points, ev):
+        if len(points) == 0:
+            self.info.setText("")
+            return
+        t = int(points[0].data())
+        lab = self._labels[t] if t < len(self._labels) else ""
+        self.info.setText(f"seq {self._seq}   t={t} '{lab}'")
+
+    # ------------------------------------------------------------ export
+    def data_arrays(self):
+        if self._coords is None or self.pca.components is None:
+            return {}
+        a, b = self.components()
+        return {"coords": self._coords,                        # (P, T, 2) on PC a, PC b
+                "components": np.array([a, b]),
+                "basis": self.pca.components,                  # (k, S)
+                "mean": self.pca.mean,                         # (S,)
+                "explained_variance_ratio": self.pca.explained_variance_ratio}
