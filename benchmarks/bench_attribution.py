@@ -5,6 +5,8 @@
 Prints the median wall time (ms) per call for every cell, backend and input kind
 (one-hot text with I=65 characters and O=65 classes, or a 1-feature series), after
 one warm-up call (which also compiles numba kernels). A 60 Hz frame is 16.7 ms.
+"cpu" repeats IG and model as process CPU time (ms, all threads): on a machine shared
+with other jobs, wall time measures the queue, CPU time the work.
 "model" is one bare forward + backward of the same (steps + 2)-row batch that IG runs:
 the floor for IG through `Model`. Set OPENBLAS_NUM_THREADS=1 on shared machines
 (2-thread OpenBLAS stalls there, see shared/NOTES.md).
@@ -24,14 +26,20 @@ from rnnviewer.engine.kernels import get_cell  # noqa: E402
 from rnnviewer.engine.kernels import numpy_cells  # noqa: E402
 
 
+CPU_TIMES = []
+
+
 def median_ms(fn, repeats):
+    """Median wall time (ms); the median process CPU time goes to CPU_TIMES."""
     fn()  # warm-up (and numba compilation)
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    CPU_TIMES.append(1e3 * float(np.median(cpu)))
+    return 1e3 * float(np.median(wall))
 
 
 def probe(kind, T, rng):
@@ -55,7 +63,7 @@ def main():
     print(f"T={args.T} H={args.H} B=1 float32; IG steps={args.steps}; median of "
           f"{args.repeats} (ms)")
     print(f"{'cell':5} {'backend':13} {'input':6} {'IG':>8} {'model':>8} {'saliency':>9} "
-          f"{'occlusion':>10} {'IG loss':>8}")
+          f"{'occlusion':>10} {'IG loss':>8}   cpu IG, model")
     for cell in args.cells.split(","):
         for backend in args.backends.split(","):
             fwd = get_cell(cell, backend)[0]
@@ -80,7 +88,9 @@ def main():
                 igl = median_ms(lambda: A.integrated_gradients(
                     m, x, None, "loss", steps=args.steps, target=target, loss=loss), r)
                 print(f"{cell:5} {actual:13} {kind:6} {ig:8.2f} {bare:8.2f} {sal:9.2f} "
-                      f"{occ:10.2f} {igl:8.2f}", flush=True)
+                      f"{occ:10.2f} {igl:8.2f}   cpu {CPU_TIMES[0]:.2f} {CPU_TIMES[1]:.2f}",
+                      flush=True)
+                CPU_TIMES.clear()
 
 
 if __name__ == "__main__":

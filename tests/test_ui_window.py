@@ -384,3 +384,34 @@ def test_remembered_settings_that_fail_fall_back_to_defaults(qtbot, shown_errors
     assert win.snapshot.task_name == SessionConfig().task
     assert win.controls.task.currentData() == SessionConfig().task
     win.close()
+
+
+def test_controls_report_only_what_the_user_edited(qtbot):
+    from rnnviewer.ui.controls import ControlsWidget
+    # a session written by `rnnviewer train`: task options hold everything the task uses
+    base = SessionConfig(task="text", seq_len=20, task_options={
+        "corpus": None, "path": "/data/book.txt", "vocab": "abc", "seed": 0, "dtype": "float32",
+        "val_fraction": 0.1, "max_chars": None})
+    c = ControlsWidget(base)
+    qtbot.addWidget(c)
+    assert c.config() == base
+    c.lr.setValue(0.002)
+    assert c.config() == base.replace(lr=0.002)
+    c.options.editors["val_fraction"].setValue(0.2)
+    assert c.config().task_options == {**base.task_options, "val_fraction": 0.2}
+    c.task.setCurrentIndex(c.task.findData("parity"))
+    assert c.config().task == "parity" and c.config().task_options == {}
+    c.task.setCurrentIndex(c.task.findData("text"))
+    assert c.options.value("path") == "/data/book.txt"
+    # copy task: a new sequence length frees the delay that followed from the old one
+    c.set_config(SessionConfig(task="copy", seq_len=21, task_options={"length": 5, "delay": 10}))
+    c.seq_len.setValue(31)
+    assert c.config().seq_len == 31 and "delay" not in c.config().task_options
+
+
+def test_about_and_shortcuts_texts():
+    text = dialogs.about_text()
+    for name in ("rnnviewer", "Python", "numpy", "numba", "PySide6", "Qt", "pyqtgraph"):
+        assert name in text
+    keys = dialogs.shortcuts_text()
+    assert "Space" in keys and "Ctrl+S" in keys

@@ -150,9 +150,10 @@ def _h0_rows(model, h0, rows):
     return np.asarray(h0)[rows]
 
 
-def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True):
-    """f (R,) and df/dx (R, T, I) for the rows make(lo, hi) -> (hi - lo, T, I) builds,
-    at most batch_size rows per forward pass; rows[r] is row r's sequence."""
+def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=None):
+    """f (R,) and df/dx for the rows make(lo, hi) -> (hi - lo, T, I) builds, at most
+    batch_size rows per forward pass; rows[r] is row r's sequence. df/dx is (R, T, I),
+    or with `weights` (R,) the weighted sum per sequence, (B, T, I) float64."""
     values = np.empty(n_rows)
     dx = None
     step = max(1, int(batch_size or DEFAULT_BATCH))
@@ -161,11 +162,17 @@ def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True):
         tr = model.forward(make(lo, hi), _h0_rows(model, h0, rows[lo:hi]))
         v, dy, dh = obj(tr, rows[lo:hi], seeds=grads)
         values[lo:hi] = v
-        if grads:
-            g = model.backward(tr, dy=dy, dh=dh)["x"]
+        if not grads:
+            continue
+        g = model.backward(tr, dy=dy, dh=dh)["x"]
+        if weights is None:
             if dx is None:
                 dx = np.empty((n_rows,) + g.shape[1:], g.dtype)
             dx[lo:hi] = g
+        else:
+            if dx is None:
+                dx = np.zeros((int(rows.max()) + 1,) + g.shape[1:])
+            np.add.at(dx, rows[lo:hi], weights[lo:hi, None, None] * g)
     return values, dx
 
 
@@ -248,9 +255,9 @@ def integrated_gradients(model, x, t, k, baseline=None, steps=50, *, method="gau
         r = rows[lo:hi]
         return bc[r] + coef[lo:hi, None, None] * (xc[r] - bc[r])
 
-    values, dx = _run(model, obj, make, (S + 2) * B, rows, h0, batch_size)
-    g = dx[:S * B].reshape(S, B, Th, I).astype(np.float64)
-    avg = np.tensordot(w, g, axes=(0, 0))                          # (B, Th, I)
+    row_w = np.concatenate([np.repeat(w, B), np.zeros(2 * B)])
+    values, avg = _run(model, obj, make, (S + 2) * B, rows, h0, batch_size,
+                       weights=row_w)                              # avg (B, Th, I)
     attr = np.zeros((B, T, I))
     attr[:, :Th] = avg * (xc - bc)
     f_x, f_b = values[S * B:S * B + B], values[S * B + B:]

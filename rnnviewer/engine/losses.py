@@ -12,6 +12,8 @@ def _weights(mask, B, T, dtype):
     mask = np.asarray(mask)
     if mask.shape != (B, T):
         raise ConfigError(f"mask has shape {mask.shape}, expected {(B, T)}")
+    if mask.dtype.kind not in "fiub" or not np.isfinite(mask).all() or (mask < 0).any():
+        raise ConfigError("mask must hold finite weights >= 0 (1 = counts, 0 = ignored)")
     w = mask.astype(dtype)
     return w, float(w.sum())
 

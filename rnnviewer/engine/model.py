@@ -18,6 +18,7 @@ from rnnviewer.errors import ConfigError
 GATES = {"rnn": (), "gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 MAX_HIDDEN = 4096
 MAX_INPUT = 100_000
+MAX_ACTIVATION_BYTES = 4 << 30   # what one forward pass may keep for backward
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Trace:
     h0: np.ndarray | None = None      # (B, H)
     c0: np.ndarray | None = None      # (B, H)
     _out: dict | None = field(default=None, repr=False)
+    _xk: np.ndarray | None = field(default=None, repr=False)  # x as the kernel took it
 
 
 def param_shapes(cell, n_in, n_hidden, n_out):
@@ -137,16 +139,30 @@ class Model:
     # ------------------------------------------------------------ computation
     def _prepare(self, x, h0):
         x = np.asarray(x)
-        if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
-            raise ConfigError(f"x must have shape (B, T, {self.n_in}) with B, T >= 1, "
-                              f"got {x.shape}")
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        B, H = x.shape[0], self.n_hidden
+        ids = x.ndim == 2 and x.dtype.kind in "iu"   # token ids: one-hot rows of size n_in
+        if ids:
+            if x.shape[0] < 1 or x.shape[1] < 1:
+                raise ConfigError(f"token ids must have shape (B, T) with B, T >= 1, got {x.shape}")
+            if x.min() < 0 or x.max() >= self.n_in:
+                raise ConfigError(f"token ids must lie in [0, {self.n_in}), got "
+                                  f"[{x.min()}, {x.max()}]")
+        elif x.ndim != 3 or x.shape[2] != self.n_in or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ConfigError(f"x must have shape (B, T, {self.n_in}) with B, T >= 1 "
+                              f"(or (B, T) integer token ids), got {x.shape}")
+        if x.dtype.kind not in "fiub":
+            raise ConfigError(f"x must hold real numbers, got dtype {x.dtype}")
+        B, T, H = x.shape[0], x.shape[1], self.n_hidden
+        need = B * T * H * (self.n_gates + 2) * self.dtype.itemsize   # h, c, gates
+        if need > MAX_ACTIVATION_BYTES:
+            raise ConfigError(f"a forward pass over {B} sequences of {T} steps with {H} hidden "
+                              f"units would need {need / 2**30:.1f} GB of activations; use a "
+                              "smaller batch, a shorter sequence or fewer hidden units")
+        x = np.ascontiguousarray(x, dtype=np.int64 if ids else self.dtype)
         c0 = None
         if self.cell == "lstm":
             if h0 is None:
                 h0 = c0 = None
-            elif isinstance(h0, (tuple, list)):
+            elif isinstance(h0, (tuple, list)) and len(h0) == 2:
                 h0, c0 = h0
             else:
                 raise ConfigError("an LSTM's h0 is a tuple (h0, c0)")
@@ -155,20 +171,34 @@ class Model:
         return x, h0, c0
 
     def _state(self, s, B, name):
-        s = np.ascontiguousarray(s, dtype=self.dtype)
+        try:
+            s = np.ascontiguousarray(s, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an array of shape {(B, self.n_hidden)}") from None
         if s.shape != (B, self.n_hidden):
             raise ConfigError(f"{name} must have shape {(B, self.n_hidden)}, got {s.shape}")
         return s
 
+    def one_hot(self, ids):
+        """Token ids (B, T) -> their one-hot rows (B, T, I) in the model dtype."""
+        ids = np.asarray(ids)
+        out = np.zeros(ids.shape + (self.n_in,), self.dtype)
+        np.put_along_axis(out, ids[..., None], 1, axis=-1)
+        return out
+
     def forward(self, x, h0=None):
-        """x (B, T, I) -> Trace with h (B, T, H), y (B, T, O), c and gates."""
+        """x (B, T, I), or (B, T) integer token ids meaning one-hot rows of size I ->
+        Trace with h (B, T, H), y (B, T, O), c and gates (trace.x is x as given)."""
         x, h0, c0 = self._prepare(x, h0)
-        out = self._fwd(self.params, x, h0, c0)
+        xk = x
+        if x.ndim == 2 and not getattr(self._fwd, "accepts_token_ids", False):
+            xk = self.one_hot(x)
+        out = self._fwd(self.params, xk, h0, c0)
         y = None
         if self.n_out:
             y = out["h"] @ self.params["W_hy"].T + self.params["b_y"]  # (B, T, O)
         return Trace(x=x, h=out["h"], y=y, c=out["c"], gates=out["gates"],
-                     h0=h0, c0=c0, _out=out)
+                     h0=h0, c0=c0, _out=out, _xk=xk)
 
     def backward(self, trace, dy=None, dh=None):
         """BPTT from dL/dy (B, T, O) and/or an extra dL/dh_t (B, T, H).
@@ -195,7 +225,8 @@ class Model:
             dh_out += dy @ self.params["W_hy"]
         elif dy is not None:
             raise ConfigError("this model has no readout: pass dh, not dy")
-        g = self._bwd(self.params, trace.x, trace._out, np.ascontiguousarray(dh_out))
+        xk = trace.x if trace._xk is None else trace._xk
+        g = self._bwd(self.params, xk, trace._out, np.ascontiguousarray(dh_out))
         grads.update(g)
         return grads
 

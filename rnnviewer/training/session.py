@@ -282,7 +282,7 @@ class TrainingSession:
         while not stop.is_set() and (max_steps is None or done < max_steps):
             now = time.monotonic()
             want = now - self._last_snapshot_time >= self.snapshot_interval
-            if self.train_step(keep_grads=want) is not None:
+            if self.train_step() is not None:   # keeps a copy of the gradients (< 1% cost)
                 break
             done += 1
             now = time.monotonic()
@@ -320,6 +320,7 @@ class TrainingSession:
                                copy=False)
         else:
             delta = frozen_map({k: np.zeros_like(v) for k, v in m.params.items()}, copy=False)
+        # _grads holds copies made for this purpose and never written again: no second copy
         grads = self._grads or {k: np.zeros_like(v) for k, v in m.params.items()}
         self._serial += 1
         now = time.monotonic()
@@ -331,7 +332,7 @@ class TrainingSession:
             lr=float(self.optimizer.lr), clip=float(self.config.clip),
             steps_per_second=float(self.steps_per_second), history=frozen_map(
                 self.history.arrays(), copy=False), params=params, delta=delta,
-            grads=frozen_map(grads), probe=probe, model_config=frozen_config(m.config),
+            grads=frozen_map(grads, copy=False), probe=probe, model_config=frozen_config(m.config),
             gate_names=tuple(m.gate_names), task_name=self.config.task,
             task_config=frozen_config(self.task_config()),
             task_description=str(getattr(task, "description", "")),

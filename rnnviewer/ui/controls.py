@@ -62,6 +62,20 @@ def task_option_defaults(name):
     return out
 
 
+_NOT_OPTIONS = ("name", "seq_len", "seed", "dtype")
+
+
+def effective_options(task, options):
+    """The options task `task` would really use: its defaults updated with `options`
+    (name, seq_len, seed and dtype dropped). Compare these, not the raw dicts."""
+    try:
+        out = task_option_defaults(task)
+    except KeyError:
+        out = {}
+    out.update({k: v for k, v in dict(options or {}).items() if k not in _NOT_OPTIONS})
+    return out
+
+
 def _parse(text):
     text = text.strip()
     if not text:
@@ -122,8 +136,10 @@ class TaskOptionsForm(QWidget):
         self.form.setContentsMargins(0, 0, 0, 0)
         self.editors = {}
         self.defaults = {}
+        self.touched = set()
 
     def set_task(self, name, values=None):
+        self.touched = set()            # options the user changed since
         while self.form.rowCount():
             self.form.removeRow(0)
         self.editors = {}
@@ -185,18 +201,21 @@ class TaskOptionsForm(QWidget):
             ed.setValue(float(value))
         ed.blockSignals(False)
 
+    def value(self, opt):
+        """The value editor `opt` shows (None for an empty text field)."""
+        ed = self.editors[opt]
+        if isinstance(ed, QComboBox):
+            return ed.currentText()
+        if isinstance(ed, QLineEdit):
+            v = _parse(ed.text())
+            return str(v) if opt in ("path", "inputs", "targets") and v is not None else v
+        return ed.value()
+
     def values(self):
         """option -> value, only those that differ from the task's defaults."""
         out = {}
-        for opt, ed in self.editors.items():
-            if isinstance(ed, QComboBox):
-                v = ed.currentText()
-            elif isinstance(ed, QLineEdit):
-                v = _parse(ed.text())
-                if opt in ("path", "inputs", "targets") and v is not None:
-                    v = str(v)
-            else:
-                v = ed.value()
+        for opt in self.editors:
+            v = self.value(opt)
             if v != self.defaults.get(opt):
                 out[opt] = v
         return out
@@ -212,6 +231,9 @@ class TaskOptionsForm(QWidget):
             return
         if isinstance(sender, QLineEdit):
             sender.setModified(False)
+        for opt, ed in self.editors.items():
+            if ed is sender:
+                self.touched.add(opt)
         self.edited.emit()
 
     @Slot()
@@ -228,6 +250,7 @@ class TaskOptionsForm(QWidget):
                                               "All files (*)")
         if path:
             ed.setText(path)
+            self.touched.add("path")
             self.edited.emit()
         return bool(path)
 
@@ -322,6 +345,10 @@ class ControlsWidget(QScrollArea):
         col.addWidget(opt)
         col.addStretch(1)
 
+        self._fields = {"task": self.task, "seq_len": self.seq_len, "cell": self.cell,
+                        "hidden": self.hidden, "seed": self.seed, "optimizer": self.optimizer,
+                        "lr": self.lr, "clip": self.clip, "batch": self.batch}
+        self._touched = set()
         self.task.currentIndexChanged.connect(self._on_task_changed)
         for w in (self.cell, self.optimizer):
             w.currentIndexChanged.connect(self._on_any_edited)
@@ -367,15 +394,31 @@ class ControlsWidget(QScrollArea):
             for w in widgets:
                 w.blockSignals(False)
         self._base = config
+        self._touched = set()
 
     def config(self):
-        """The SessionConfig the widgets show."""
-        return self._base.replace(
-            task=self.task.currentData(), task_options=self.options.values(),
-            seq_len=self.seq_len.value(), cell=self.cell.currentData(),
-            hidden=self.hidden.value(), seed=self.seed.value(),
-            optimizer=self.optimizer.currentData(), lr=self.lr.value(),
-            clip=self.clip.value(), batch=self.batch.value())
+        """The SessionConfig the widgets show: the config last shown with `set_config`,
+        changed only in the fields the user edited since (so options the form does not
+        show, or normalises, never look like edits)."""
+        base = self._base
+        changes = {f: self._widget_value(f) for f in self._touched}
+        task = changes.get("task", base.task)
+        if task != base.task:
+            changes["task_options"] = self.options.values()
+        elif self.options.touched:
+            opts = dict(base.task_options)
+            for opt in self.options.touched:
+                v = self.options.value(opt)
+                if v is None or v == self.options.defaults.get(opt):
+                    opts.pop(opt, None)
+                else:
+                    opts[opt] = v
+            changes["task_options"] = opts
+        return base.replace(**changes)
+
+    def _widget_value(self, field):
+        w = self._fields[field]
+        return w.currentData() if isinstance(w, QComboBox) else w.value()
 
     def speed_value(self):
         return float(self.speed.currentData() or 0)
@@ -409,9 +452,10 @@ class ControlsWidget(QScrollArea):
     @Slot(int)
     def _on_task_changed(self, index):
         name = self.task.currentData()
+        self._touched.add("task")
         self._describe(name)
         self.options.blockSignals(True)
-        self.options.set_task(name)
+        self.options.set_task(name, self._base.task_options if name == self._base.task else None)
         self.options.blockSignals(False)
         if name == "csv" and not self.options.values().get("path"):
             self.options.blockSignals(True)
@@ -424,4 +468,12 @@ class ControlsWidget(QScrollArea):
 
     @Slot()
     def _on_any_edited(self):
+        sender = self.sender()
+        self._touched |= {f for f, w in self._fields.items() if w is sender}
+        if sender is self.seq_len and "delay" in self.options.editors:
+            # copy task: the delay follows from the sequence length unless given alone
+            self.options.blockSignals(True)
+            self.options.set_values({**self.options.values(), "delay": None})
+            self.options.touched.add("delay")
+            self.options.blockSignals(False)
         self.edited.emit()

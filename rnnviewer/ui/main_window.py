@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
-from rnnviewer.ui.controls import ControlsWidget
+from rnnviewer.ui.controls import ControlsWidget, effective_options
 from rnnviewer.ui.panels import UnitSelection, registered_panels
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
@@ -243,7 +243,7 @@ class MainWindow(QMainWindow):
         self.status_step = QLabel("step 0")
         self.status_loss = QLabel("loss –")
         self.status_val = QLabel("val –")
-        self.status_speed = QLabel("0 steps/s")
+        self.status_speed = QLabel("paused")
         self.status_kernels = QLabel("")
         tips = ("Training steps done", "Training loss of the last step",
                 "Loss on the fixed validation batch", "Training speed",
@@ -384,9 +384,12 @@ class MainWindow(QMainWindow):
         self.status_step.setText(f"step {s.step:,}")
         self.status_loss.setText(f"loss {s.loss:.4g}" if s.step else "loss –")
         self.status_val.setText(f"val {s.val_loss:.4g}" if s.val_loss == s.val_loss else "val –")
-        rate = s.steps_per_second if self.running else 0.0
-        self.status_speed.setText(f"{rate:,.0f} steps/s" if rate >= 10 else
-                                  f"{rate:.1f} steps/s")
+        rate = s.steps_per_second
+        if not self.running:
+            self.status_speed.setText("paused")
+        else:
+            self.status_speed.setText(f"{rate:,.0f} steps/s" if rate >= 10 else
+                                      f"{rate:.1f} steps/s")
         self._update_title()
 
     def _update_title(self):
@@ -408,7 +411,11 @@ class MainWindow(QMainWindow):
         speed = self.controls.speed_value()
         live = {f: getattr(new, f) for f in SessionConfig.LIVE if getattr(new, f) !=
                 getattr(self.config, f)}
-        shape = [f for f in _FIELD_NAMES if getattr(new, f) != getattr(self.config, f)]
+        shape = [f for f in _FIELD_NAMES if f != "task_options" and
+                 getattr(new, f) != getattr(self.config, f)]
+        if effective_options(new.task, new.task_options) != \
+                effective_options(self.config.task, self.config.task_options):
+            shape.append("task_options")
         if shape:
             trained = self.snapshot is not None and self.snapshot.step > 0
             what = " and ".join(_FIELD_NAMES[f] for f in shape)

@@ -25,6 +25,16 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
 
+from rnnviewer.engine import numba_config
+
+# float32: fastmath without nnan/ninf (NaN and Inf still propagate, so divergence stays
+# visible); float64: exact. error_model="numpy" drops the zero-division checks that
+# would stop the loops from vectorising.
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"} if numba_config.FASTMATH else False
+JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
+JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
+JIT_PAR = dict(JIT_F64, parallel=True)  # drivers that only split rows over threads
+
 # ---------------------------------------------------------------- BLAS binding
 _GEMM_SYMBOLS = {"sgemm": "rnnviewer_sgemm", "dgemm": "rnnviewer_dgemm"}
 

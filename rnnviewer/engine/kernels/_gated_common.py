@@ -172,6 +172,34 @@ def gemv(ta, m, n, alpha, a, off_a, lda, x, off_x, beta, y, off_y):
                _ref(np.float64(beta)), _addr(y, off_y), _ref(one))
 
 
+SMALL_M = int(os.environ.get("RNNVIEWER_GATED_SMALL_M", "2"))  # rows done by hand, not BLAS
+
+
+@njit(inline="always")
+def matmul_rows(m, a, off_a, lda, w, c, off_c, ldc):
+    """Row-major C[m, N] = A[m, K] @ W for a contiguous (K, N) W: the recurrent product.
+
+    Up to SMALL_M rows (a batch chunk of one or two) run as axpy loops over the rows of W,
+    which vectorise without reassociation and skip BLAS's packing of W on every call.
+    """
+    K, N = w.shape
+    if m > SMALL_M:
+        gemm(False, False, m, N, K, 1.0, a, off_a, lda, w, 0, N, 0.0, c, off_c, ldc)
+        return
+    af = a.reshape(a.size)
+    cf = c.reshape(c.size)
+    for i in range(m):
+        ci = off_c + i * ldc
+        ai = off_a + i * lda
+        for j in range(N):
+            cf[ci + j] = 0.0
+        for k in range(K):
+            s = af[ai + k]
+            wk = w[k]
+            for j in range(N):
+                cf[ci + j] += s * wk[j]
+
+
 # ------------------------------------------------------------------ small kernels
 @njit(**JIT_F64)
 def onehot_rows(x2):

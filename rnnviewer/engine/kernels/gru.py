@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_single_thread, chunks, gemm, gemv,
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_single_thread, chunks, gemm, matmul_rows,
     prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
@@ -22,30 +22,27 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 # ------------------------------------------------------------------ row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
+def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
     """Batch rows b0..b1. xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
     B, T, H = h.shape
     G = 3 * H
-    I = W_xh.shape[1]
+    I = W_xhT.shape[0]
     Bc = b1 - b0
     R0 = b0 * T
-    if oh.size:  # one-hot rows / token ids: xp row = column oh[row] of W_xh
+    if oh.size:  # one-hot rows / token ids: xp row = row oh[row] of W_xh.T
         xp2 = xp.reshape(B * T, G)
         for row in range(R0, R0 + Bc * T):
-            k = oh[row]
-            for g in range(G):
-                xp2[row, g] = W_xh[g, k]
+            wk = W_xhT[oh[row]]
+            for q in range(G):
+                xp2[row, q] = wk[q]
     else:
-        gemm(False, True, Bc * T, G, I, 1.0, x, R0 * I, I, W_xh, 0, I, 0.0, xp, R0 * G, G)
+        gemm(False, False, Bc * T, G, I, 1.0, x, R0 * I, I, W_xhT, 0, G, 0.0, xp, R0 * G, G)
     for bb in range(Bc):
         for j in range(H):
             hcur[bb, j] = h0[b0 + bb, j]
     one = h.dtype.type(1.0)
     for t in range(T):
-        if Bc == 1:
-            gemv(False, G, H, 1.0, W_hh, 0, H, hcur, 0, 0.0, hp, 0)
-        else:
-            gemm(False, True, Bc, G, H, 1.0, hcur, 0, H, W_hh, 0, H, 0.0, hp, 0, G)
+        matmul_rows(Bc, hcur, 0, H, W_hhT, hp, 0, G)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -97,11 +94,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                 dhb[2 * H + j] = dn * rj
                 dan[b, t, j] = dn
                 cb[j] = d * zj
-        if Bc == 1:
-            gemv(True, G, H, 1.0, W_hh, 0, H, dhh, (b0 * T + t) * G, 0.0, gacc, 0)
-        else:
-            gemm(False, False, Bc, H, G, 1.0, dhh, (b0 * T + t) * G, T * G, W_hh, 0, H,
-                 0.0, gacc, 0, H)
+        matmul_rows(Bc, dhh, (b0 * T + t) * G, T * G, W_hh, gacc, 0, H)
     for bb in range(Bc):
         for j in range(H):
             dh0[b0 + bb, j] = carry[bb, j] + gacc[bb, j]
@@ -146,41 +139,41 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
 # One function per (dtype, serial/parallel): each compiles on first use with its own
 # flags (the bodies above are inlined into it) and keeps its own cache entry.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f32(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f64(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f32_par(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f64_par(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F32)
@@ -269,7 +262,8 @@ def forward(p, x, h0, c0=None):
     h, r, z, n, hn = (np.empty((B, T, H), dt) for _ in range(5))
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
-    args = (x3, oh, W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
+    T_ = np.ascontiguousarray
+    args = (x3, oh, T_(W_xh.T), T_(W_hh.T), bsum, b_hn, h0, h, r, z, n, hn, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

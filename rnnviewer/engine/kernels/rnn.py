@@ -13,13 +13,8 @@ buffers); small ones run the serial kernel. Each variant compiles on first use o
 import numpy as np
 from numba import njit, prange
 
-from rnnviewer.engine.kernels._common import (act_tanh, chunk_count, gemm, input_grads,
-                                              matmul_rows, project_input)
-from rnnviewer.engine.numba_config import JIT, JIT_EXACT
-
-JIT_F32 = JIT
-JIT_F64 = JIT_EXACT
-JIT_PAR = dict(JIT_EXACT, parallel=True)  # the drivers only split rows; no arithmetic
+from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_tanh, chunk_count,
+                                              gemm, input_grads, matmul_rows, project_input)
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
 

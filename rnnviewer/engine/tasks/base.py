@@ -19,6 +19,7 @@ from rnnviewer.engine import losses
 from rnnviewer.errors import ConfigError
 
 SPLITS = ("train", "val")
+MAX_BATCH_ELEMENTS = 1 << 27   # B * T * max(I, O): 512 MB of float32
 _STREAM = {"train": 0, "val": 1, "probe": 2}  # seed streams: default_rng([seed, stream])
 
 
@@ -105,6 +106,12 @@ class Task:
         if split not in SPLITS:
             raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
         batch_size = check_int("batch_size", batch_size, 1, 1_000_000)
+        width = max(self.n_in, self.n_out, 1)
+        if batch_size * self.seq_len * width > MAX_BATCH_ELEMENTS:
+            gb = batch_size * self.seq_len * width * self.dtype.itemsize / 2**30
+            raise ConfigError(f"a batch of {batch_size} sequences of {self.seq_len} steps with "
+                              f"{width} values each would take {gb:.1f} GB; use a smaller "
+                              "batch or a shorter sequence length")
         if rng is None:
             rng = self._train_rng if split == "train" else self.stream("val")
         return batch_size, rng

@@ -40,7 +40,7 @@ def probe_labels(snap, seq):
     T = snap.probe.h.shape[1]
     labels = snap.probe.labels
     if seq < len(labels) and len(labels[seq]) == T:
-        return [str(s) for s in labels[seq]]
+        return list(labels[seq])
     return [str(t) for t in range(T)]
 
 

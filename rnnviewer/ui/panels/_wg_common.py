@@ -239,21 +239,28 @@ class StepRing:
         return self.steps[idx], self.rows[idx]
 
     def grid(self, columns=None):
-        """(image (m, C) float32, x0, width): the rows resampled onto C uniform step
-        columns covering [first step, last step] (each column shows the newest row at or
-        before its step), transposed so the step runs along x."""
+        """step_grid of the stored rows (oldest first)."""
         steps, rows = self.ordered()
-        if not len(steps):
-            return None, 0.0, 1.0
-        C = min(columns or self.capacity, max(1, len(steps)))
-        s0, s1 = float(steps[0]), float(steps[-1])
-        if C == 1 or s1 <= s0:
-            return np.ascontiguousarray(rows[-1:].T), s0 - 0.5, 1.0
-        width = (s1 - s0) * C / (C - 1)                      # column j centred on its step
-        centres = s0 + np.arange(C) * (s1 - s0) / (C - 1)
-        idx = np.clip(np.searchsorted(steps, centres + 1e-9, side="right") - 1, 0, len(steps) - 1)
-        dx = width / C
-        return np.ascontiguousarray(rows[idx].T), s0 - dx / 2, width
+        return step_grid(steps, rows, columns or self.capacity)
+
+
+def step_grid(steps, rows, columns):
+    """(image (m, C) float32, x0, width): rows (n, m) recorded at increasing `steps`,
+    resampled onto C <= columns uniform columns over [first step, last step] (column j
+    shows the newest row at or before its step) and transposed so that the step runs
+    along x; x0 and width place the image so that column centres sit on their steps."""
+    steps = np.asarray(steps)
+    if not len(steps):
+        return None, 0.0, 1.0
+    rows = np.asarray(rows, np.float32)
+    C = min(columns, len(steps))
+    s0, s1 = float(steps[0]), float(steps[-1])
+    if C == 1 or s1 <= s0:
+        return np.ascontiguousarray(rows[-1:].T), s0 - 0.5, 1.0
+    centres = s0 + np.arange(C) * (s1 - s0) / (C - 1)
+    idx = np.clip(np.searchsorted(steps, centres + 1e-9, side="right") - 1, 0, len(steps) - 1)
+    width = (s1 - s0) * C / (C - 1)
+    return np.ascontiguousarray(rows[idx].T), s0 - width / (2 * C), width
 
 
 class ReportingImage(pg.ImageItem):

@@ -56,7 +56,7 @@ class ActivationsPanel(Panel):
         self.image.setToolTip("Click a row to select its unit")
         self.plot.addItem(self.image)
         accent = pg.mkColor(COLORS["accent"])
-        self.marker = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2))
+        self.marker = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2), antialias=False)
         self.marker.setZValue(10)
         self.plot.addItem(self.marker)
         self.cbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=VIRIDIS, interactive=False,
@@ -69,6 +69,7 @@ class ActivationsPanel(Panel):
         self._labels = []
         self._data = None            # (H, T) float32 drawn
         self._metrics = tick_metrics()
+        self._ticks = None
         self.plot.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_mouse_clicked)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
@@ -135,7 +136,9 @@ class ActivationsPanel(Panel):
         (x0, x1), _ = vb.viewRange()
         px = vb.width() / max(x1 - x0, 1e-9)
         ticks = thinned_ticks(self._labels, x0, x1, px, self._metrics)
-        self.plot.getAxis("bottom").setTicks([ticks, []])
+        if ticks != self._ticks:           # new ticks repaint the whole axis: only on change
+            self._ticks = ticks
+            self.plot.getAxis("bottom").setTicks([ticks, []])
 
     @Slot(object, object)
     def _on_view_x_range_changed(self, *_):

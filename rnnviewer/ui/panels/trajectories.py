@@ -61,6 +61,7 @@ class TrajectoriesPanel(Panel):
         self.plot.showAxis("top")
         self.plot.getAxis("top").setStyle(tickFont=self.plot.getAxis("bottom").style["tickFont"])
         self.plot.getAxis("top").setToolTip("The input at each time step")
+        self.plot.getAxis("top").setGrid(False)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.hideButtons()
         self.many_curve = pg.PlotCurveItem(pen=pg.mkPen(QColor(120, 120, 120, 90), width=1),
@@ -70,7 +71,7 @@ class TrajectoriesPanel(Panel):
         for c in UNIT_COLORS:
             col = QColor(c)
             col.setAlpha(200)
-            item = pg.PlotCurveItem(pen=pg.mkPen(col, width=1.2))
+            item = pg.PlotCurveItem(pen=pg.mkPen(col, width=1))
             self.plot.addItem(item)
             self.unit_curves.append(item)
         self.band_lo = pg.PlotCurveItem(pen=None)
@@ -80,12 +81,14 @@ class TrajectoriesPanel(Panel):
         fill.setAlpha(55)
         self.band = pg.FillBetweenItem(self.band_lo, self.band_hi, brush=pg.mkBrush(fill))
         self.plot.addItem(self.band)
-        self.mean_curve = pg.PlotCurveItem(pen=pg.mkPen(accent, width=1.2,
+        self.mean_curve = pg.PlotCurveItem(pen=pg.mkPen(accent, width=1,
                                                         style=Qt.PenStyle.DashLine))
         self.plot.addItem(self.mean_curve)
-        self.sel_curve = pg.PlotDataItem(pen=pg.mkPen(accent.darker(115), width=2.8),
-                                         symbol="o", symbolSize=4, symbolPen=None,
-                                         symbolBrush=accent.darker(115))
+        # Wide pens are drawn without antialiasing: Qt strokes antialiased lines wider
+        # than 1 px about 20x slower (measured 23 ms against 1.1 ms for 50 points).
+        self.sel_curve = pg.PlotDataItem(pen=pg.mkPen(accent.darker(115), width=2.6),
+                                         antialias=False, symbol="o", symbolSize=4,
+                                         symbolPen=None, symbolBrush=accent.darker(115))
         self.plot.addItem(self.sel_curve)
         self.legend = pg.TextItem("", color=accent.darker(130), anchor=(0, 0))
         self.legend.setParentItem(self.plot.getViewBox())
@@ -100,6 +103,7 @@ class TrajectoriesPanel(Panel):
         self._band = None         # (mean (T,), sd (T,)) of the selected unit over the batch
         self._sel = 0
         self._metrics = tick_metrics()
+        self._ticks = None
         self.plot.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_mouse_clicked)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
@@ -190,9 +194,12 @@ class TrajectoriesPanel(Panel):
             self.band.setVisible(False)
             self._band = None
         self.sel_curve.setData(t, h[:, sel])
-        self.legend.setText(f"unit {sel} (seq {seq})" +
-                            ("   dashed: batch mean" if self._band is not None else ""))
-        self.plot.setLabel("left", STATE_TITLES[which])
+        legend = f"unit {sel} (seq {seq})" + ("   dashed: batch mean" if self._band is not None
+                                              else "")
+        if legend != self.legend.toPlainText():
+            self.legend.setText(legend)
+        if self._ylim is None:
+            self.plot.setLabel("left", STATE_TITLES[which])
         lim = 1.0 if which == "h" else self.limit.update(robust_max(states, 99.9))
         if self._ylim != lim:
             self._ylim = lim
@@ -207,7 +214,9 @@ class TrajectoriesPanel(Panel):
         (x0, x1), _ = vb.viewRange()
         px = vb.width() / max(x1 - x0, 1e-9)
         ticks = thinned_ticks(self._labels, x0, x1, px, self._metrics)
-        self.plot.getAxis("top").setTicks([ticks, []])
+        if ticks != self._ticks:           # new ticks repaint the whole axis: only on change
+            self._ticks = ticks
+            self.plot.getAxis("top").setTicks([ticks, []])
 
     @Slot(object, object)
     def _on_view_x_range_changed(self, *_):

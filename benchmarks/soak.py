@@ -1,0 +1,245 @@
+"""Soak test: does memory stay flat over a long training run with every panel open?
+
+Trains N steps (default 20,000) in the real main window, offscreen, with the window and
+every registered panel open and visible (each panel in its own floating dock, so none
+hides behind a tab), and samples the process's resident memory (VmRSS from
+/proc/self/status, after a gc.collect()) every few hundred steps. Growth is measured from
+the first sample after the warm-up to the last one; the goal is under 5%.
+`--headless` trains a TrainingSession without Qt (snapshots still made and kept).
+
+    python benchmarks/soak.py                      # 20,000 steps, window + panels
+    python benchmarks/soak.py --steps 2000 --sample-every 100
+    python benchmarks/soak.py --headless --json soak.json
+
+Exit code: 0 within the goal, 1 over it, 2 if training failed. Settings are read from and
+written to a temporary folder, never the user's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "numba_cache"))
+
+
+def rss_kib():
+    """Resident set size of this process in KiB (Linux /proc); None elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Recorder:
+    """RSS samples (step, seconds, KiB) taken at multiples of `every` steps."""
+
+    def __init__(self, every):
+        self.every = every
+        self.next_step = 0
+        self.samples = []
+        self.t0 = time.monotonic()
+
+    def maybe(self, step, force=False):
+        if step >= self.next_step or force:
+            gc.collect()
+            kib = rss_kib()
+            if kib is not None:
+                self.samples.append((int(step), round(time.monotonic() - self.t0, 2), kib))
+            self.next_step = (step // self.every + 1) * self.every
+
+
+def summarize(samples, warmup, goal):
+    """Growth after the warm-up: first sample at/after `warmup` to the last; least-squares slope."""
+    after = [s for s in samples if s[0] >= warmup] or samples[-2:]
+    if len(after) < 2:
+        return {"error": "too few samples after the warm-up; run more steps"}
+    base, last = after[0][2], after[-1][2]
+    steps = [s[0] for s in after]
+    kib = [s[2] for s in after]
+    n = len(after)
+    ms, mk = sum(steps) / n, sum(kib) / n
+    var = sum((x - ms) ** 2 for x in steps)
+    slope = sum((x - ms) * (y - mk) for x, y in zip(steps, kib)) / var if var else 0.0
+    growth = (last - base) / base
+    return {"baseline_step": after[0][0], "baseline_mib": round(base / 1024, 1),
+            "final_mib": round(last / 1024, 1), "peak_mib": round(max(kib) / 1024, 1),
+            "growth_percent": round(100 * growth, 2),
+            "slope_kib_per_1000_steps": round(1000 * slope, 1),
+            "goal_percent": 100 * goal, "ok": growth < goal}
+
+
+# ------------------------------------------------------------------ headless
+def soak_headless(config, steps, rec):
+    from rnnviewer.training.session import TrainingSession
+    kept = {}
+    s = TrainingSession(config, snapshot_hz=30.0)
+    s.add_callback("on_snapshot", lambda snap: kept.__setitem__("last", snap))  # latest wins
+    s.compile()
+    rec.maybe(0, force=True)
+    while s.step < steps:
+        s.run(max_steps=min(rec.every, steps - s.step))
+        if s.diverged is not None:
+            return {"error": str(s.diverged)}
+        rec.maybe(s.step)
+    return {"steps": s.step, "snapshots": kept["last"].serial if kept else 0}
+
+
+# ------------------------------------------------------------------ window
+def _use_temp_settings(folder):
+    from PySide6.QtCore import QSettings
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
+
+
+def show_every_panel(win, app, width=520, height=380):
+    """Every panel in its own visible floating dock on a grid (no tabs hiding any)."""
+    from PySide6.QtCore import QPoint
+    for k, dock in enumerate(win.docks.values()):
+        dock.show()
+        dock.setFloating(True)
+        dock.resize(width, height)
+        dock.move(QPoint(40 + (k % 4) * (width + 10), 40 + (k // 4) * (height + 40)))
+    app.processEvents()
+    return [name for name, p in win.panels.items() if p.isVisible()]
+
+
+def soak_window(config, steps, rec, timeout):
+    from rnnviewer.ui.main_window import MainWindow
+    from rnnviewer.ui.panels import PANEL_ERRORS
+    from rnnviewer.ui.runner import make_app, wait_until
+
+    app = make_app()
+    win = MainWindow(config, interactive=False, restore_settings=False)
+    win.resize(1400, 900)
+    win.show()
+    visible = show_every_panel(win, app)
+    info = {"panels": list(win.panels), "visible_panels": visible,
+            "panel_import_errors": sorted(PANEL_ERRORS)}
+    try:
+        win.start()
+        if not wait_until(lambda: win.snapshot is not None or win.errors, timeout):
+            return {**info, "error": "timed out waiting for the first snapshot (compiling)"}
+        if win.errors:
+            return {**info, "error": win.errors[0][0]}
+        rec.maybe(0, force=True)
+        frames0 = {n: p.frames for n, p in win.panels.items()}
+        win.worker.set_running(True)
+        t_end = time.monotonic() + timeout
+        while win.snapshot.step < steps and not win.errors and time.monotonic() < t_end:
+            wait_until(lambda: win.snapshot.step >= rec.next_step or win.errors, 1.0)
+            rec.maybe(win.snapshot.step)
+            if win.snapshot.step >= steps:
+                win.worker.set_running(False)
+        win.worker.set_running(False)
+        wait_until(lambda: not win.running, 5)
+        rec.maybe(win.snapshot.step, force=True)
+        frames = {n: p.frames - frames0[n] for n, p in win.panels.items()}
+        info.update(steps=win.snapshot.step, frames_per_panel=frames,
+                    visible_at_end=[n for n, p in win.panels.items() if p.isVisible()])
+        if win.errors:
+            info["error"] = win.errors[0][0]
+        elif win.snapshot.step < steps:
+            info["error"] = f"timed out at step {win.snapshot.step} of {steps}"
+        return info
+    finally:
+        win.stop()
+        win.close()
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--headless", action="store_true", help="no window: TrainingSession only")
+    p.add_argument("--sample-every", type=int, default=250, metavar="N",
+                   help="steps between RSS samples (default 250)")
+    p.add_argument("--warmup", type=int, default=None, metavar="N",
+                   help="steps before the baseline sample (default: 10%% of --steps)")
+    p.add_argument("--goal", type=float, default=5.0, help="allowed growth in %% (default 5)")
+    p.add_argument("--task", default="sine")
+    p.add_argument("--cell", default="lstm", choices=["rnn", "gru", "lstm"])
+    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=50)
+    p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds (default 6 h)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    args = p.parse_args(argv)
+    if args.steps < 2 * args.sample_every:
+        p.error("--steps must be at least twice --sample-every")
+    warmup = args.steps // 10 if args.warmup is None else args.warmup
+
+    from rnnviewer.training.session import SessionConfig
+    config = SessionConfig(task=args.task, cell=args.cell, hidden=args.hidden, batch=args.batch,
+                           seq_len=args.seq_len).validate()
+    rec = Recorder(args.sample_every)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rnnviewer-soak-") as tmp:
+        if args.headless:
+            run = soak_headless(config, args.steps, rec)
+        else:
+            _use_temp_settings(tmp)
+            run = soak_window(config, args.steps, rec, args.timeout)
+    elapsed = time.monotonic() - t0
+    report = {"mode": "headless" if args.headless else "window", "config": config.to_dict(),
+              "requested_steps": args.steps, "warmup_steps": warmup,
+              "seconds": round(elapsed, 1), "python": platform.python_version(), **run,
+              "samples": rec.samples}
+    if "error" not in run:
+        report["memory"] = summarize(rec.samples, warmup, args.goal / 100)
+        report["steps_per_second"] = round(run["steps"] / max(elapsed, 1e-9), 1)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    print(format_report(report))
+    if "error" in run or "error" in report.get("memory", {}):
+        return 2
+    return 0 if report["memory"]["ok"] else 1
+
+
+def format_report(r):
+    lines = [f"rnnviewer soak ({r['mode']}): {r['config']['task']}, "
+             f"{r['config']['cell'].upper()} H={r['config']['hidden']}, batch "
+             f"{r['config']['batch']}, seq_len {r['config']['seq_len']}"]
+    if r["mode"] == "window":
+        lines.append(f"panels open and visible: {len(r.get('visible_panels', []))}/"
+                     f"{len(r.get('panels', []))} ({', '.join(r.get('visible_panels', []))})")
+        if r.get("panel_import_errors"):
+            lines.append("panel modules that failed to import: "
+                         + ", ".join(r["panel_import_errors"]))
+        if "frames_per_panel" in r:
+            lines.append("redraws per panel: " + ", ".join(
+                f"{k} {v}" for k, v in r["frames_per_panel"].items()))
+    if "error" in r:
+        lines.append(f"FAILED: {r['error']}")
+        return "\n".join(lines)
+    m = r["memory"]
+    lines.append(f"{r['steps']} steps in {r['seconds']} s ({r['steps_per_second']} steps/s), "
+                 f"{len(r['samples'])} RSS samples")
+    lines.append("RSS MiB by step: " + ", ".join(
+        f"{s}:{kib / 1024:.1f}" for s, _, kib in r["samples"][:: max(1, len(r["samples"]) // 12)]))
+    if "error" in m:
+        lines.append(f"FAILED: {m['error']}")
+        return "\n".join(lines)
+    lines.append(f"after warm-up (step {m['baseline_step']}): {m['baseline_mib']} -> "
+                 f"{m['final_mib']} MiB (peak {m['peak_mib']}), growth {m['growth_percent']}% "
+                 f"(goal < {m['goal_percent']:g}%), slope {m['slope_kib_per_1000_steps']} "
+                 f"KiB per 1000 steps: {'OK' if m['ok'] else 'OVER THE GOAL'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
