@@ -113,7 +113,7 @@ class TorchSide:
         value = self.fn(y, self.target)
         value.backward()
         self.opt.step()
-        return float(value)
+        return value.item()
 
 
 def _ceiling(min_time):
@@ -307,7 +307,8 @@ def main():
             spread = (max(losses) - min(losses)) / max(abs(losses[0]), 1e-12)
             if spread > 1e-4:
                 print(f"  WARNING config {k}: first losses disagree: {losses}")
-        rates = {(w.name, k): [] for w in workers for k in range(len(configs))}
+        rates = {(w.name, k): [] for w in workers if w.kind != "ceiling"
+                 for k in range(len(configs))}
         ceiling = {w.name: [] for w in workers if w.kind == "ceiling"}
         step_workers = [w for w in workers if w.kind != "ceiling"]
         ceil_workers = [w for w in workers if w.kind == "ceiling"]

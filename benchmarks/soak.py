@@ -118,11 +118,31 @@ def show_every_panel(win, app, width=520, height=380):
     return [name for name, p in win.panels.items() if p.isVisible()]
 
 
+_QUIET = ("This plugin does not support propagateSizeHints()",
+          "This plugin does not support raise()")   # offscreen platform and floating docks
+
+
+def _qt_messages(counts):
+    """A Qt message handler that counts every message and prints all but _QUIET ones."""
+    def handler(mode, context, message):
+        counts[message] = counts.get(message, 0) + 1
+        if message not in _QUIET:
+            print(f"Qt: {message}", file=sys.stderr)
+    return handler
+
+
 def soak_window(config, steps, rec, timeout):
+    import logging
+
+    from PySide6.QtCore import qInstallMessageHandler
+
     from rnnviewer.ui.main_window import MainWindow
     from rnnviewer.ui.panels import PANEL_ERRORS
     from rnnviewer.ui.runner import make_app, wait_until
 
+    qt_counts = {}
+    qInstallMessageHandler(_qt_messages(qt_counts))
+    logging.getLogger("rnnviewer.ui.panels").setLevel(logging.CRITICAL)  # listed in the report
     app = make_app()
     win = MainWindow(config, interactive=False, restore_settings=False)
     win.resize(1400, 900)
@@ -150,7 +170,8 @@ def soak_window(config, steps, rec, timeout):
         rec.maybe(win.snapshot.step, force=True)
         frames = {n: p.frames - frames0[n] for n, p in win.panels.items()}
         info.update(steps=win.snapshot.step, frames_per_panel=frames,
-                    visible_at_end=[n for n, p in win.panels.items() if p.isVisible()])
+                    visible_at_end=[n for n, p in win.panels.items() if p.isVisible()],
+                    qt_messages={m: n for m, n in qt_counts.items() if m not in _QUIET})
         if win.errors:
             info["error"] = win.errors[0][0]
         elif win.snapshot.step < steps:
@@ -220,6 +241,9 @@ def format_report(r):
         if r.get("panel_import_errors"):
             lines.append("panel modules that failed to import: "
                          + ", ".join(r["panel_import_errors"]))
+        if r.get("qt_messages"):
+            lines.append(f"Qt warnings: {sum(r['qt_messages'].values())} "
+                         f"({len(r['qt_messages'])} distinct)")
         if "frames_per_panel" in r:
             lines.append("redraws per panel: " + ", ".join(
                 f"{k} {v}" for k, v in r["frames_per_panel"].items()))

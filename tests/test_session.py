@@ -111,6 +111,34 @@ def test_snapshot_rate_is_limited():
     assert [sn.serial for sn in snaps] == sorted(sn.serial for sn in snaps)
 
 
+def test_slow_snapshots_are_made_rarer_to_protect_training(monkeypatch):
+    import rnnviewer.training.session as mod
+
+    class Clock:            # deterministic time: 1 ms per reading, 20 ms per snapshot
+        t = 0.0
+
+        def monotonic(self):
+            self.t += 0.001
+            return self.t
+        perf_counter = monotonic
+    clock = Clock()
+    monkeypatch.setattr(mod, "time", clock)
+    real = TrainingSession.snapshot
+
+    def slow(self):
+        clock.t += 0.02
+        return real(self)
+    monkeypatch.setattr(TrainingSession, "snapshot", slow)
+    s = TrainingSession(SessionConfig(**SMALL), snapshot_hz=1000)
+    snaps = []
+    s.add_callback("on_snapshot", snaps.append)
+    s.run(max_steps=200)
+    elapsed = clock.t
+    cost = 0.02 * len(snaps)
+    assert 2 <= len(snaps) <= 20          # not one per step (the 1000 Hz cap would allow it)
+    assert cost <= 0.2 * elapsed          # about a tenth of the time, never much more
+
+
 def test_stop_event_from_another_thread_stops_promptly():
     s = make()
     t = threading.Timer(0.2, s.stop_event.set)

@@ -3,7 +3,8 @@
 A step loop with callbacks (minGPT's trainer style), stopped or paused through a
 `threading.Event` that it polls every step, an optional steps/s cap, divergence
 detection with rollback to the last finite state, and immutable snapshots for the
-panels at most `snapshot_hz` times a second.
+panels at most `snapshot_hz` times a second (and rarer when making them would take more
+than about a tenth of the training time).
 
     s = TrainingSession(SessionConfig(task="sine", cell="gru", hidden=32))
     s.add_callback("on_snapshot", draw)        # fn(snapshot)
@@ -139,6 +140,7 @@ class TrainingSession:
         self._serial = 0
         self._last_snapshot_time = -math.inf
         self._last_snapshot_step = None
+        self._snapshot_seconds = 0.0         # smoothed cost of a snapshot
         self._grads = {}                     # copy of the last step's gradients
         self._rate = (time.monotonic(), self.step)
         # Fixed validation batch and probe batch: the curves and panels compare like with like.
@@ -281,7 +283,11 @@ class TrainingSession:
         next_time = time.monotonic()
         while not stop.is_set() and (max_steps is None or done < max_steps):
             now = time.monotonic()
-            want = now - self._last_snapshot_time >= self.snapshot_interval
+            # at most snapshot_hz, and then snapshots take at most ~10% of the loop's time
+            # (snapshot_hz=0: every step)
+            interval = self.snapshot_interval and max(self.snapshot_interval,
+                                                      10.0 * self._snapshot_seconds)
+            want = now - self._last_snapshot_time >= interval
             if self.train_step() is not None:   # keeps a copy of the gradients (< 1% cost)
                 break
             done += 1
@@ -298,7 +304,9 @@ class TrainingSession:
         return done
 
     def emit_snapshot(self):
+        t0 = time.perf_counter()
         snap = self.snapshot()
+        self._snapshot_seconds = 0.7 * self._snapshot_seconds + 0.3 * (time.perf_counter() - t0)
         self._trigger("on_snapshot", snap)
         return snap
 

@@ -111,7 +111,7 @@ def train_offscreen(win, steps, timeout=600):
     if win.errors:
         return win.errors[0][0]
     for p in win.panels.values():
-        p.redraw_now()
+        p.redraw_now(raise_errors=False)
     wait_until(lambda: False, 0.1)   # let the layouts settle
     return None
 
@@ -147,7 +147,9 @@ def self_test(args, config):
     from rnnviewer.ui.main_window import MainWindow
     from rnnviewer.ui.panels import PANEL_ERRORS
     t0 = time.monotonic()
-    config = config or SessionConfig(hidden=16, batch=8, seq_len=30)
+    # text + LSTM by default: characters as labels, gates and cell state for every panel,
+    # and the bundled corpus must be found (the packaged app runs this)
+    config = config or SessionConfig(task="text", cell="lstm", hidden=16, batch=8, seq_len=30)
     win = MainWindow(config, interactive=False, restore_settings=False)
     win.resize(1400, 900)
     win.show()
@@ -165,6 +167,9 @@ def self_test(args, config):
                     dock.show()
                     dock.raise_()
                     wait_until(lambda: False, 0.02)
+                    if panel.error:
+                        problems.append(f"panel {name} failed to draw:\n{panel.error}")
+                    panel.drawn = None
                     panel.redraw_now()
                     if panel.grab().isNull():
                         problems.append(f"panel {name}: rendered an empty picture")

@@ -14,63 +14,61 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_tanh, chunk_count,
-                                              gemm, input_grads, matmul_rows, project_input)
+                                              gemm, ids_in_range, input_grads, mm_nt,
+                                              project_input, transpose)
+from rnnviewer.errors import ConfigError
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
 
 
 # ---------------------------------------------------------------- row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
+def _fwd_rows(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
     """h[b0:b1] (B, T, H) from x[b0:b1]: input projection, then the time loop."""
     B, T, H = h.shape
     m = b1 - b0
-    hf = h.reshape(h.size)
     project_input(x, W_xh, W_xh_T, h, b0, b1)
     for t in range(T):
         if t == 0:
-            matmul_rows(m, h0, b0 * H, H, W_hh_T, h, b0 * T * H, T * H, 1.0)
+            mm_nt(m, h0, b0 * H, H, W_hh, h, b0 * T * H, T * H, 1.0)
         else:
-            matmul_rows(m, h, (b0 * T + t - 1) * H, T * H, W_hh_T, h, (b0 * T + t) * H, T * H, 1.0)
+            mm_nt(m, h, (b0 * T + t - 1) * H, T * H, W_hh, h, (b0 * T + t) * H, T * H, 1.0)
         for b in range(b0, b1):
-            row = (b * T + t) * H
+            hb = h[b, t]
             for j in range(H):
-                hf[row + j] = act_tanh(hf[row + j] + bias[j])
+                hb[j] = act_tanh(hb[j] + bias[j])
 
 
 @njit(inline="always")
-def _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+def _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
     """BPTT over rows b0:b1; writes dh (total dL/dh_t), dx, dh0 rows and this chunk's
     weight gradients gW_xh (H, I) (or (I, H) for token ids), gW_hh (H, H), gb (H,)."""
     B, T, H = h.shape
     m = b1 - b0
-    hf = h.reshape(h.size)
-    gf = dh_out.reshape(dh_out.size)
-    dhf = dh.reshape(dh.size)
-    daf = da.reshape(da.size)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
-            row = (b * T + t) * H
+            hb, gb_, dhb, dab = h[b, t], dh_out[b, t], dh[b, t], da[b, t]
             if t == T - 1:
                 for j in range(H):
-                    g = gf[row + j]
-                    dhf[row + j] = g
-                    daf[row + j] = g * (1.0 - hf[row + j] * hf[row + j])
+                    g = gb_[j]
+                    dhb[j] = g
+                    dab[j] = g * (1.0 - hb[j] * hb[j])
             else:  # dh[:, t] already holds da_{t+1} @ W_hh
                 for j in range(H):
-                    g = gf[row + j] + dhf[row + j]
-                    dhf[row + j] = g
-                    daf[row + j] = g * (1.0 - hf[row + j] * hf[row + j])
+                    g = gb_[j] + dhb[j]
+                    dhb[j] = g
+                    dab[j] = g * (1.0 - hb[j] * hb[j])
         if t > 0:
-            matmul_rows(m, da, (b0 * T + t) * H, T * H, W_hh, dh, (b0 * T + t - 1) * H, T * H, 0.0)
+            mm_nt(m, da, (b0 * T + t) * H, T * H, W_hh_T, dh, (b0 * T + t - 1) * H, T * H, 0.0)
         else:
-            matmul_rows(m, da, b0 * T * H, T * H, W_hh, dh0, b0 * H, H, 0.0)
+            mm_nt(m, da, b0 * T * H, T * H, W_hh_T, dh0, b0 * H, H, 0.0)
     # bias: sum of da over the chunk's rows
-    for j in range(H):
-        gb[j] = 0.0
-    for r in range(b0 * T, b1 * T):
-        for j in range(H):
-            gb[j] += daf[r * H + j]
+    gb[:] = 0.0
+    for b in range(b0, b1):
+        for t in range(T):
+            dab = da[b, t]
+            for j in range(H):
+                gb[j] += dab[j]
     # W_hh: pairs (da[b, t], h[b, t-1]) are flat rows (r, r-1) of the chunk, except at
     # t = 0 where h0[b] replaces h[b-1, T-1]: one big product plus two small fixes.
     gemm(True, False, H, H, m * T - 1, 1.0, da, (b0 * T + 1) * H, H, h, b0 * T * H, H,
@@ -86,50 +84,50 @@ def _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b
 # and a parallel driver that runs one chunk of rows per thread through it. Each
 # compiles on first use and has its own cache entry.
 @njit(**JIT_F32)
-def _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
-    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1)
+def _fwd_f32(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1):
-    _fwd_rows(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, b0, b1)
+def _fwd_f64(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+    _fwd_rows(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F32)
-def _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
-    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+def _bwd_f32(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
 @njit(**JIT_F64)
-def _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
-    _bwd_rows(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+def _bwd_f64(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
 @njit(**JIT_PAR)
-def _fwd_par_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
+def _fwd_par_f32(x, W_xh, W_xh_T, W_hh, bias, h0, h, n):
     for c in prange(n):
-        _fwd_f32(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+        _fwd_f32(x, W_xh, W_xh_T, W_hh, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
 @njit(**JIT_PAR)
-def _fwd_par_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, n):
+def _fwd_par_f64(x, W_xh, W_xh_T, W_hh, bias, h0, h, n):
     for c in prange(n):
-        _fwd_f64(x, W_xh, W_xh_T, W_hh_T, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+        _fwd_f64(x, W_xh, W_xh_T, W_hh, bias, h0, h, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
 @njit(**JIT_PAR)
-def _bwd_par_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+def _bwd_par_f32(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
     n = gb.shape[0]
     for c in prange(n):
-        _bwd_f32(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+        _bwd_f32(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
                  c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
 @njit(**JIT_PAR)
-def _bwd_par_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+def _bwd_par_f64(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
     n = gb.shape[0]
     for c in prange(n):
-        _bwd_f64(x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+        _bwd_f64(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
                  c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
@@ -144,14 +142,17 @@ def _arrays(p, dtype):
 
 
 def _input(x, dtype, I):
-    """Contiguous x: (B, T) int64 token ids checked against I, or (B, T, I) floats."""
+    """Contiguous x: (B, T) integer token ids checked against I, or (B, T, I) floats."""
+    x = np.asarray(x)
     if x.ndim == 2:
-        if not np.issubdtype(x.dtype, np.integer):
-            raise TypeError("token ids must be integers")
+        if x.dtype.kind not in "iu":
+            raise ConfigError(f"(B, T) inputs must be integer token ids, got {x.dtype}")
         x = np.ascontiguousarray(x, np.int64)
-        if x.size and (x.min() < 0 or x.max() >= I):
-            raise ValueError(f"token ids must lie in [0, {I})")
+        if not ids_in_range(x, I):
+            raise ConfigError(f"token ids must lie in [0, {I})")
         return x
+    if x.ndim != 3 or x.shape[2] != I:
+        raise ConfigError(f"x must have shape (B, T, {I}) or be (B, T) token ids, got {x.shape}")
     return np.ascontiguousarray(x, dtype)
 
 
@@ -165,7 +166,8 @@ def forward(p, x, h0, c0=None):
     h0 = np.ascontiguousarray(h0, dtype)
     h = np.empty((B, T, H), dtype)
     n = chunk_count(B, PARALLEL_MIN_ROWS)
-    args = (x, W_xh, np.ascontiguousarray(W_xh.T), np.ascontiguousarray(W_hh.T), b_xh + b_hh, h0, h)
+    W_xh_T = transpose(W_xh) if x.ndim == 2 else W_xh  # rows to gather for token ids
+    args = (x, W_xh, W_xh_T, W_hh, b_xh + b_hh, h0, h)
     rows, par = _FWD[dtype.itemsize]
     if n > 1:
         par(*args, n)
@@ -199,7 +201,7 @@ def backward(p, x, out, dh_out):
     gW_xh = np.empty((n, I, H) if ids else (n, H, I), dtype)
     gW_hh = np.empty((n, H, H), dtype)
     gb = np.empty((n, H), dtype)
-    args = (x, W_xh, W_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb)
+    args = (x, W_xh, transpose(W_hh), h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb)
     rows, par = _BWD[dtype.itemsize]
     if n > 1:
         par(*args)

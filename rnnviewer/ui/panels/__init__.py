@@ -17,7 +17,9 @@ offers its image and data export.
 import csv
 import importlib
 import logging
+import time
 import traceback
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,7 @@ class Panel(QWidget):
     own_row = False            # True: a dock of its own; False: tabbed with the area's group
     tab_with = None            # object_name of a panel to tab this one with (overrides)
     redraw_interval_ms = 33    # at most about 30 frames a second
+    _live = weakref.WeakSet()  # every Panel instance (frame pacing counts the visible ones)
 
     def __init__(self, selection=None, parent=None):
         super().__init__(parent)
@@ -115,6 +118,9 @@ class Panel(QWidget):
         self.snapshot = None           # the newest snapshot received
         self.drawn = None              # the snapshot last drawn
         self.frames = 0                # redraws done (the GUI benchmark counts them)
+        self.error = None              # traceback of the last failed redraw
+        self.redraw_seconds = 0.0      # smoothed duration of a redraw (frame pacing)
+        Panel._live.add(self)
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
         self.build()
@@ -155,18 +161,45 @@ class Panel(QWidget):
             self.on_reset()
         self.snapshot = snap
 
-    def redraw_now(self):
-        """Draw the newest snapshot now if it was not drawn yet (used by exports and tests)."""
+    def redraw_now(self, raise_errors=True):
+        """Draw the newest snapshot now if it was not drawn yet (used by exports and tests).
+
+        With raise_errors=False (the timer) an exception is logged once and kept in
+        `self.error`, so one broken panel never takes the window down.
+        """
         snap = self.snapshot
         if snap is not None and snap is not self.drawn:
             self.drawn = snap
-            self.redraw(snap)
+            try:
+                self.redraw(snap)
+            except Exception:
+                text = traceback.format_exc()
+                if raise_errors:
+                    raise
+                if text != self.error:
+                    log.error("panel %s failed to draw step %s:\n%s", self.object_name,
+                              snap.step, text)
+                self.error = text
+                return
+            self.error = None
             self.frames += 1
 
     @Slot()
     def _on_timer_timeout(self):
         if self.snapshot is not self.drawn and self.isVisible():
-            self.redraw_now()
+            t0 = time.perf_counter()
+            self.redraw_now(raise_errors=False)
+            self._pace(time.perf_counter() - t0)
+
+    def _pace(self, seconds):
+        """Frame pacing: slow panels redraw less often, so that all visible panels together
+        use at most about half of the GUI thread and the event loop stays responsive."""
+        self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * seconds
+        visible = sum(1 for p in list(Panel._live) if _visible(p)) or 1
+        ms = int(1000 * 2.0 * self.redraw_seconds * visible)
+        interval = min(max(self.redraw_interval_ms, ms), 2000)
+        if abs(interval - self._timer.interval()) > 0.1 * self._timer.interval():
+            self._timer.setInterval(interval)
 
     @Slot(int)
     def _on_selection_unit_selected(self, unit):
@@ -234,6 +267,13 @@ class Panel(QWidget):
         else:
             write_csv(path, arrays)
         return path
+
+
+def _visible(widget):
+    try:
+        return widget.isVisible()
+    except RuntimeError:   # its C++ side is already deleted
+        return False
 
 
 def write_csv(path, arrays):

@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont, QFontMetrics
-from PySide6.QtWidgets import QComboBox, QLabel, QSpinBox
+from PySide6.QtCore import QPoint, QRectF, Qt
+from PySide6.QtGui import QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSpinBox
 
 # One colour per gate, by name (GRU r z n, LSTM i f g o).
 GATE_COLORS = {"i": "#1f77b4", "f": "#ff7f0e", "g": "#2ca02c", "o": "#d62728",
@@ -164,6 +164,17 @@ def nice_up(x):
     return 10.0 * p
 
 
+def info_label(tooltip):
+    """A plain-text label for the bar that may be cut short rather than widen the panel."""
+    label = QLabel("")
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setToolTip(tooltip)
+    label.setMinimumWidth(0)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return label
+
+
 def message_label(text=""):
     """A centred, word-wrapped grey label for "waiting for ..." and "not available" texts."""
     label = QLabel(text)
@@ -178,3 +189,19 @@ def time_brushes(T, cmap=VIRIDIS):
     pos = np.linspace(0.0, 1.0, max(T, 1))
     cols = cmap.map(pos, mode="qcolor")
     return [pg.mkBrush(c) for c in cols]
+
+
+def widget_svg(widget, path):
+    """Draw `widget` into an SVG file. (Panel._export_svg calls QWidget.render(painter),
+    which PySide6 6.11 rejects without a target offset; this passes one.)"""
+    from PySide6.QtSvg import QSvgGenerator
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(widget.size())
+    gen.setViewBox(QRectF(0, 0, widget.width(), widget.height()))
+    gen.setTitle(getattr(widget, "title", ""))
+    painter = QPainter(gen)
+    try:
+        widget.render(painter, QPoint(0, 0))
+    finally:
+        painter.end()

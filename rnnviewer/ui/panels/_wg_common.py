@@ -32,7 +32,7 @@ def robust_absmax(a, q=0.995, max_samples=8192):
     sub = sub[np.isfinite(sub)]
     if sub.size == 0:
         return 0.0
-    k = min(sub.size - 1, int(q * (sub.size - 1)))
+    k = min(sub.size - 1, int(np.ceil(q * (sub.size - 1))))
     m = float(np.partition(sub, k)[k])
     if m > 0:
         return m

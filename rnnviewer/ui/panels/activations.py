@@ -6,10 +6,10 @@ from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import (STATE_TITLES, VIRIDIS, StableLimit, probe_labels,
-                                         probe_state, robust_max, sequence_spin, set_spin_max,
-                                         state_combo, sync_state_combo, thinned_ticks,
-                                         tick_metrics)
+from rnnviewer.ui.panels._hidden import (STATE_TITLES, VIRIDIS, StableLimit, info_label,
+                                         probe_labels, probe_state, robust_max, sequence_spin,
+                                         set_spin_max, state_combo, sync_state_combo,
+                                         thinned_ticks, tick_metrics)
 from rnnviewer.ui.style import COLORS, style_plot
 
 
@@ -27,16 +27,14 @@ class ActivationsPanel(Panel):
         self.seq_spin.valueChanged.connect(self._on_seq_spin_value_changed)
         self.state_box = state_combo()
         self.state_box.currentIndexChanged.connect(self._on_state_box_current_index_changed)
-        self.info = QLabel("")
-        self.info.setToolTip("The cell under the mouse pointer")
+        self.info = info_label("The cell under the mouse pointer")
         self.selected_label = QLabel("")
         self.selected_label.setStyleSheet(f"color: {COLORS['accent']}; font-weight: bold;")
         self.selected_label.setToolTip("The selected unit, outlined in the heatmap")
         bar.addWidget(self.seq_spin)
         bar.addWidget(self.state_box)
         bar.addWidget(self.selected_label)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
 
         self.view = pg.GraphicsLayoutWidget()

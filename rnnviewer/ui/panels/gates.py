@@ -10,9 +10,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, message_label,
-                                         probe_labels, sequence_spin, set_spin_max,
-                                         thinned_ticks, tick_metrics)
+from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
+                                         probe_labels, sequence_spin, set_spin_max, thinned_ticks,
+                                         tick_metrics, widget_svg)
 from rnnviewer.ui.style import COLORS, style_plot
 
 LOW, HIGH = 0.1, 0.9
@@ -38,11 +38,13 @@ class GatesPanel(Panel):
         bar = QHBoxLayout()
         self.seq_spin = sequence_spin()
         self.seq_spin.valueChanged.connect(self._on_seq_spin_value_changed)
-        self.info = QLabel("")
-        self.info.setToolTip("The selected unit and its gate values at the pointer")
+        self.info = info_label("The selected unit and its gate values at the pointer")
+        self.legend = QLabel("")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setToolTip("The selected unit and the colour of each gate")
         bar.addWidget(self.seq_spin)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.legend)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
 
         self.stack = QStackedWidget()
@@ -52,7 +54,7 @@ class GatesPanel(Panel):
         self.view = pg.GraphicsLayoutWidget()
         self.stack.addWidget(self.view)
 
-        self.time_plot = self.view.addPlot(row=0, col=0, colspan=2)
+        self.time_plot = pg.PlotItem()
         style_plot(self.time_plot, left="gate value", bottom="time step")
         self.time_plot.setYRange(-1.05, 1.05, padding=0)
         self.time_plot.setMouseEnabled(x=True, y=False)
@@ -61,27 +63,22 @@ class GatesPanel(Panel):
         self.time_plot.getAxis("top").setGrid(False)
         self.time_plot.getAxis("top").setStyle(
             tickFont=self.time_plot.getAxis("bottom").style["tickFont"])
-        self.time_legend = self.time_plot.addLegend(offset=(-8, 4), labelTextSize="8pt",
-                                                    colCount=4)
-        self.sat_plot = self.view.addPlot(row=1, col=0)
+        self.sat_plot = pg.PlotItem()
         style_plot(self.sat_plot, left="fraction saturated", bottom="step",
-                   title="saturation over training (solid > 0.9, dashed < 0.1)")
+                   title="over training (solid &gt; 0.9, dashed &lt; 0.1)")
         self.sat_plot.setYRange(0, 1, padding=0.02)
         self.sat_plot.setMouseEnabled(x=True, y=False)
         self.sat_plot.setDownsampling(auto=True, mode="peak")
         self.sat_plot.setClipToView(True)
-        self.unit_plot = self.view.addPlot(row=1, col=1)
-        style_plot(self.unit_plot, left="fraction > 0.9", bottom="fraction < 0.1",
-                   title="per unit, now (click: select)")
+        self.unit_plot = pg.PlotItem()
+        style_plot(self.unit_plot, left="fraction &gt; 0.9", bottom="fraction &lt; 0.1",
+                   title="per unit, now (click selects)")
         self.unit_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.04)
         self.unit_plot.setMouseEnabled(x=False, y=False)
         self.unit_plot.hideButtons()
         self.unit_plot.getAxis("left").setWidth(44)
-        layout = self.view.ci.layout
-        layout.setRowStretchFactor(0, 3)
-        layout.setRowStretchFactor(1, 2)
-        layout.setColumnStretchFactor(0, 3)
-        layout.setColumnStretchFactor(1, 2)
+        self._wide = None
+        self._arrange(False)
         self.sel_ring = pg.ScatterPlotItem(symbol="o", size=15, brush=None,
                                            pen=pg.mkPen("#202020", width=2))
         self.sel_ring.setZValue(10)
@@ -95,13 +92,51 @@ class GatesPanel(Panel):
         self._last_step = None
         self._labels = []
         self._ticks = None
+        self._title = None
         self._metrics = tick_metrics()
         self._values = {}            # gate -> (T,) drawn for the selected unit
         self._per_unit = {}          # gate -> Saturation of (H,) arrays
         self.time_plot.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
 
+    def _arrange(self, wide):
+        """Three plots in a row when the panel is wide and low, else the time plot on top."""
+        if wide == self._wide:
+            return
+        self._wide = wide
+        ci = self.view.ci
+        for item in (self.time_plot, self.sat_plot, self.unit_plot):
+            if item in ci.items:
+                ci.removeItem(item)
+        lay = ci.layout
+        if wide:
+            ci.addItem(self.time_plot, row=0, col=0)
+            ci.addItem(self.sat_plot, row=0, col=1)
+            ci.addItem(self.unit_plot, row=0, col=2)
+            stretch_rows, stretch_cols = (1, 0), (5, 3, 2)
+        else:
+            ci.addItem(self.time_plot, row=0, col=0, colspan=2)
+            ci.addItem(self.sat_plot, row=1, col=0)
+            ci.addItem(self.unit_plot, row=1, col=1)
+            stretch_rows, stretch_cols = (3, 2), (3, 2, 0)
+        for i, f in enumerate(stretch_rows):
+            lay.setRowStretchFactor(i, f)
+        for i, f in enumerate(stretch_cols):
+            lay.setColumnStretchFactor(i, f)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._arrange(self.width() > 2.4 * self.height())
+        if self.stack.currentWidget() is self.view:
+            self._update_ticks()
+
     def export_item(self):
         return self.view.scene() if self.stack.currentWidget() is self.view else None
+
+    def _export_svg(self, path, item):
+        if item is None:
+            widget_svg(self, path)
+        else:
+            super()._export_svg(path, item)
 
     # ------------------------------------------------------------ saturation history
     def update_snapshot(self, snap):
@@ -150,7 +185,6 @@ class GatesPanel(Panel):
     def _build_items(self, gates, cell):
         for c in self.time_curves.values():
             self.time_plot.removeItem(c)
-        self.time_legend.clear()
         for low, high in self.sat_curves.values():
             self.sat_plot.removeItem(low)
             self.sat_plot.removeItem(high)
@@ -160,10 +194,8 @@ class GatesPanel(Panel):
         for g in gates:
             col = QColor(GATE_COLORS[g])
             # wide antialiased pens are ~20x slower to draw in Qt: wide lines go without
-            curve = pg.PlotCurveItem(pen=pg.mkPen(col, width=2), antialias=False,
-                                     name=GATE_TITLES[g])
+            curve = pg.PlotCurveItem(pen=pg.mkPen(col, width=2), antialias=False)
             self.time_plot.addItem(curve)
-            self.time_legend.addItem(curve, GATE_TITLES[g])
             self.time_curves[g] = curve
         sigmoid = SIGMOID_GATES.get(cell, ())
         for g in sigmoid:
@@ -203,8 +235,12 @@ class GatesPanel(Panel):
         self._values = {g: gates[g][seq, :, u] for g in names}
         for g, curve in self.time_curves.items():
             curve.setData(t, self._values[g])
-        self.time_plot.setTitle(f"unit {u}, probe sequence {seq}", size="9pt",
-                                color=COLORS["accent"])
+        title = (f'<b style="color:{COLORS["accent"]};">unit {u}</b>&nbsp;&nbsp;' +
+                 "&nbsp;&nbsp;".join(f'<span style="color:{GATE_COLORS[g]};">&#9632;</span>'
+                                     f'&nbsp;{GATE_TITLES[g]}' for g in names))
+        if title != self._title:
+            self._title = title
+            self.legend.setText(title)
         if self.time_plot.getViewBox().viewRange()[0][1] > T or len(self._labels) != T:
             self.time_plot.setXRange(0, max(T - 1, 1), padding=0.01)
         self._labels = probe_labels(snap, seq)
@@ -227,9 +263,9 @@ class GatesPanel(Panel):
         if ring:
             ring = np.array(ring)
             self.sel_ring.setData(ring[:, 0], ring[:, 1])
-        parts = [f"unit {u}"] + [f"{g}: <{LOW} {self._per_unit[g].low[u]:.0%}, "
-                                 f">{HIGH} {self._per_unit[g].high[u]:.0%}" for g in sigmoid]
-        self.info.setText("   ".join(parts))
+        self.info.setText(f"saturated <{LOW} / >{HIGH}: " + ", ".join(
+            f"{g} {self._per_unit[g].low[u]:.0%} / {self._per_unit[g].high[u]:.0%}"
+            for g in sigmoid))
 
     def _update_ticks(self):
         vb = self.time_plot.getViewBox()
@@ -243,11 +279,6 @@ class GatesPanel(Panel):
     @Slot(object, object)
     def _on_view_x_range_changed(self, *_):
         self._update_ticks()
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        if self.stack.currentWidget() is self.view:
-            self._update_ticks()
 
     @Slot(object, object, object)
     def _on_unit_points_clicked(self, item, points, ev):

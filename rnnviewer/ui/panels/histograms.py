@@ -11,8 +11,9 @@ edges stay put while the distribution moves, and old steps remain exact.
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy
 
+from rnnviewer.engine.analysis import nice_limit
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, StepRing, Throttle,
                                             color_bar, colormap, fmt, step_grid)
@@ -23,15 +24,6 @@ BINS = 81                  # display bins over [-R, R] (odd: one bin centred on 
 QUANTITIES = (("params", "weights"), ("grads", "gradients"))
 MATRIX_ORDER = ("W_xh", "W_hh", "W_hy", "b_xh", "b_hh", "b_y")
 TAIL = 0.002               # the display range leaves out at most 2 x this share
-
-
-def nice_ceil(x):
-    """The smallest 1, 2 or 5 times a power of ten that is >= x (x > 0)."""
-    e = np.floor(np.log10(x))
-    for m in (1.0, 2.0, 5.0, 10.0):
-        if m * 10 ** e >= x * (1 - 1e-9):
-            return float(m * 10 ** e)
-    return float(10 ** (e + 1))
 
 
 def fine_histograms(a, n_blocks=1, fine=FINE):
@@ -162,7 +154,7 @@ class StripView:
         self.side.addItem(self.first)
         if link is not None:
             self.plot.setXLink(link.plot)
-        self.hover_text = ""
+        self.scale = "linear"
         self.panel = None
         self.edges = None
         self.steps = None
@@ -193,6 +185,7 @@ class HistogramsPanel(Panel):
         bar.addWidget(self.matrix_box)
         bar.addWidget(QLabel("Scale"))
         self.scale_box = QComboBox()
+        self.scale_box.addItem("weights linear, gradients log", "mixed")
         self.scale_box.addItem("linear", "linear")
         self.scale_box.addItem("log10 |value|", "log")
         self.scale_box.setToolTip("Bin the values themselves, or the decimal logarithm of their "
@@ -200,6 +193,7 @@ class HistogramsPanel(Panel):
         self.scale_box.currentIndexChanged.connect(self._on_matrix_box_changed)
         bar.addWidget(self.scale_box)
         self.info = QLabel("")
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
@@ -227,6 +221,11 @@ class HistogramsPanel(Panel):
     # ------------------------------------------------------------ data
     def entry(self):
         return self.matrix_box.currentData()
+
+    def scale(self, which):
+        """"linear" or "log" for quantity `which` ("params" or "grads")."""
+        s = self.scale_box.currentData()
+        return ("linear" if which == "params" else "log") if s == "mixed" else s
 
     def _sync_entries(self):
         names = self.store.entries()
@@ -260,7 +259,7 @@ class HistogramsPanel(Panel):
         need = float(np.nanmax(np.abs(tails))) if tails.size else 0.0
         need = need if np.isfinite(need) and need > 0 else 1e-12
         if old is None or need > old[1] or need < 0.4 * old[1]:
-            R = nice_ceil(need)
+            R = nice_limit(need)
             self.ranges[key] = (-R, R)
         return self.ranges[key]
 
@@ -277,9 +276,10 @@ class HistogramsPanel(Panel):
             self.strips["params"].plot.removeItem(self.message)
             self.message = None
         parts = [name]
-        scale = self.scale_box.currentData()
         for which, title in QUANTITIES:
             sv = self.strips[which]
+            scale = self.scale(which)
+            sv.scale = scale
             steps, rows = self.store.get(name, which, scale)
             if steps is None:
                 continue
@@ -305,7 +305,8 @@ class HistogramsPanel(Panel):
             sv.edges, sv.steps, sv.shown, sv.counts = edges, steps, img, counts
             latest = rows[-1]
             outside = (counts[-1, 0] + counts[-1, -1]) / total
-            parts.append(f"{title}: range [{fmt(latest[0])}, {fmt(latest[1])}]"
+            what = title if scale == "linear" else f"log10|{title}|"
+            parts.append(f"{what} in [{fmt(latest[0])}, {fmt(latest[1])}]"
                          + (f", {100 * outside:.1f}% in the edge bins" if outside > 0.01 else ""))
         self.info.setText("   ".join(parts))
 
@@ -320,7 +321,7 @@ class HistogramsPanel(Panel):
                         len(sv.steps) - 1))
         c = sv.counts[i]
         share = 100.0 * c[row] / max(c.sum(), 1.0)
-        what = sv.title if self.scale_box.currentData() == "linear" else f"log10 |{sv.title}|"
+        what = sv.title if sv.scale == "linear" else f"log10 |{sv.title}|"
         text = f"step {int(sv.steps[i])}: {share:.2f}% of the {what} in [{fmt(lo)}, {fmt(hi)})"
         self.info.setText(text)
 

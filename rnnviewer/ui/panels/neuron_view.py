@@ -11,8 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSpinBox, QSplitt
                                QVBoxLayout, QWidget)
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import is_text, probe_labels
-from rnnviewer.ui.style import COLORS
+from rnnviewer.ui.panels._hidden import info_label, is_text, probe_labels, widget_svg
 
 # Diverging map for activations in [-1, 1] (ColorBrewer RdBu): pale near 0 keeps text readable.
 _STOPS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
@@ -128,16 +127,14 @@ class NeuronViewPanel(Panel):
                                  "negative activations")
         self.mode_box.currentIndexChanged.connect(self._on_mode_box_current_index_changed)
         self.legend = ColorLegend()
-        self.info = QLabel("")
-        self.info.setToolTip("The input under the mouse pointer")
+        self.info = info_label("The input under the mouse pointer")
         bar.addWidget(self.unit_spin)
         bar.addWidget(self.mode_box)
         bar.addWidget(self.legend)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
 
-        split = QSplitter(Qt.Orientation.Vertical)
+        self.split = split = QSplitter(Qt.Orientation.Vertical)
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -165,6 +162,13 @@ class NeuronViewPanel(Panel):
 
     def sizeHint(self):
         return QSize(520, 420)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        wide = self.width() > 2.2 * self.height()        # text and contexts side by side
+        orient = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
+        if self.split.orientation() != orient:
+            self.split.setOrientation(orient)
 
     # ------------------------------------------------------------ analysis request
     def analysis_options(self):
@@ -332,6 +336,9 @@ class NeuronViewPanel(Panel):
     # ------------------------------------------------------------ export
     def export_item(self):
         return None
+
+    def _export_svg(self, path, item):
+        widget_svg(self, path)
 
     def data_arrays(self):
         if self._acts is None:

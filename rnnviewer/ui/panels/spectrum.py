@@ -10,23 +10,23 @@ small share of the frame budget at H=128 on a loaded machine.
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy
 
+from rnnviewer.engine.analysis import DEFAULT_GATE
+from rnnviewer.engine.analysis import spectrum as engine_spectrum
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
                                             single_thread_blas)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
 
 CIRCLE = np.exp(1j * np.linspace(0, 2 * np.pi, 361))
-DEFAULT_GATE = {"gru": "n", "lstm": "g"}      # the candidate block, closest to Elman's W_hh
 
 
 def spectrum(W):
     """(eigenvalues (H,) complex, spectral radius, largest singular value) of a square W."""
     single_thread_blas()
-    W = np.asarray(W, dtype=np.float64)
-    eig = np.linalg.eigvals(W)
-    return eig, float(np.abs(eig).max()), float(np.linalg.norm(W, 2))
+    s = engine_spectrum(np.asarray(W))
+    return s.eigenvalues, s.spectral_radius, s.max_singular_value
 
 
 class GateTrack:
@@ -68,6 +68,7 @@ class SpectrumPanel(Panel):
         bar.addWidget(self.gate_label)
         bar.addWidget(self.gate_box)
         self.info = QLabel("")
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setToolTip("Spectral radius (largest |eigenvalue|) and largest singular "
                              "value of the block shown")
         bar.addWidget(self.info, 1)

@@ -21,12 +21,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton
 
 from rnnviewer.engine.analysis import PCAProjector
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import (VIRIDIS, probe_labels, sequence_spin, set_spin_max,
-                                         time_brushes)
+from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, sequence_spin,
+                                         set_spin_max, time_brushes)
 from rnnviewer.ui.style import COLORS, style_plot
 
 COMPONENTS = ((0, 1), (1, 2), (0, 2))
@@ -95,12 +95,10 @@ class StateSpacePanel(Panel):
         self.fit_button = QPushButton("Fit view")
         self.fit_button.setToolTip("Fit the view to the trajectories again (and follow them)")
         self.fit_button.clicked.connect(self._on_fit_button_clicked)
-        self.info = QLabel("")
-        self.info.setToolTip("The point under the mouse pointer")
+        self.info = info_label("The point under the mouse pointer")
         for w in (self.seq_spin, self.comp_box, self.space_box, self.all_box, self.fit_button):
             bar.addWidget(w)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
 
         self.view = pg.GraphicsLayoutWidget()
@@ -109,7 +107,7 @@ class StateSpacePanel(Panel):
         style_plot(self.plot, left="PC2", bottom="PC1")
         self.plot.hideButtons()
         self.plot.getViewBox().disableAutoRange()
-        self.others = pg.PlotCurveItem(pen=pg.mkPen(QColor(150, 150, 150, 110), width=1),
+        self.others = pg.PlotCurveItem(pen=pg.mkPen(QColor(150, 150, 150, 70), width=1),
                                        connect="finite")
         self.plot.addItem(self.others)
         self.line = pg.PlotCurveItem(pen=pg.mkPen(QColor(90, 90, 90, 200), width=1))
@@ -138,6 +136,7 @@ class StateSpacePanel(Panel):
         self.view.addItem(self.cbar, row=0, col=1)
         self.pca = GramPCA(n_components=3, pool_size=POOL)
         self._space = None           # "h" or "hc": what the pool holds
+        self._pooled = None          # the last snapshot whose states went into the pool
         self._fit_time = -np.inf
         self._brushes = []
         self._T = None
@@ -241,8 +240,8 @@ class StateSpacePanel(Panel):
     @Slot(int)
     def _on_comp_box_current_index_changed(self, _):
         self._auto = True
-        self._fit_time = -np.inf
         self._refresh()
+        self.projection_changed.emit()
 
     @Slot(int)
     def _on_space_box_current_index_changed(self, _):
@@ -267,6 +266,7 @@ class StateSpacePanel(Panel):
 
     def on_reset(self):
         self.pca.reset()
+        self._pooled = None
         self._space = None
         self._fit_time = -np.inf
         self._auto = True
@@ -297,17 +297,20 @@ class StateSpacePanel(Panel):
         P, T, S = states.shape
         if space != self._space or (self.pca.mean is not None and len(self.pca.mean) != S):
             self.pca.reset()
+            self._pooled = None
             self._space = space
             self._fit_time = -np.inf
             self._auto = True
         flat = states.reshape(-1, S)
-        stride = max(1, len(flat) // PER_FRAME)
-        self.pca.add(flat[::stride])
-        now = time.monotonic()
-        refit = now - self._fit_time >= REFIT_S
+        refit = False
+        if self._pooled is not snap:           # redraws for a changed control add nothing
+            self._pooled = snap
+            stride = max(1, len(flat) // PER_FRAME)
+            self.pca.add(flat[::stride])
+            refit = time.monotonic() - self._fit_time >= REFIT_S or self.pca.components is None
         if refit and len(self.pca) >= 2:
             self.pca.fit()
-            self._fit_time = now
+            self._fit_time = time.monotonic()
         if self.pca.components is None:
             return
         set_spin_max(self.seq_spin, P)

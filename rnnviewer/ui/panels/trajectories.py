@@ -8,10 +8,10 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import (STATE_TITLES, UNIT_COLORS, StableLimit, parse_units,
-                                         probe_labels, probe_state, robust_max, sequence_spin,
-                                         set_spin_max, state_combo, sync_state_combo,
-                                         thinned_ticks, tick_metrics)
+from rnnviewer.ui.panels._hidden import (STATE_TITLES, UNIT_COLORS, StableLimit, info_label,
+                                         parse_units, probe_labels, probe_state, robust_max,
+                                         sequence_spin, set_spin_max, state_combo,
+                                         sync_state_combo, thinned_ticks, tick_metrics)
 from rnnviewer.ui.style import COLORS, style_plot
 
 MAX_COLOURED = len(UNIT_COLORS)   # more units than this are drawn in one grey item
@@ -43,15 +43,13 @@ class TrajectoriesPanel(Panel):
         self.band_box.setToolTip("Shade the selected unit's mean ± 1 standard deviation over "
                                  "all sequences of the probe batch")
         self.band_box.toggled.connect(self._on_band_box_toggled)
-        self.info = QLabel("")
-        self.info.setToolTip("The unit under the mouse pointer")
+        self.info = info_label("The unit under the mouse pointer")
         bar.addWidget(self.seq_spin)
         bar.addWidget(self.state_box)
         bar.addWidget(QLabel("units"))
         bar.addWidget(self.units_edit)
         bar.addWidget(self.band_box)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
 
         self.view = pg.GraphicsLayoutWidget()

@@ -11,7 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QToolTip
+from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QSizePolicy,
+                               QToolTip)
 
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
@@ -53,6 +54,7 @@ class WeightsPanel(Panel):
         self.matrix_box.currentIndexChanged.connect(self._on_matrix_box_changed)
         bar.addWidget(self.matrix_box)
         self.info = QLabel("")
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setToolTip("The entry under the mouse")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar.addWidget(self.info, 1)

@@ -1,0 +1,336 @@
+"""Weight panels (weights, spectrum, histograms) drawn from real snapshots of tiny sessions
+of every cell type (pytest-qt, offscreen): the items hold the expected arrays."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt
+
+from rnnviewer.engine import Model
+from rnnviewer.training.session import SessionConfig, TrainingSession, build_task
+from rnnviewer.ui.panels import PANEL_ERRORS, UnitSelection, registered_panels
+from rnnviewer.ui.panels._wg_common import (SteadyLevel, StepRing, Throttle, gate_blocks,
+                                            robust_absmax, step_grid)
+from rnnviewer.ui.panels.histograms import (FINE, HistogramsPanel, fine_histograms,
+                                            fine_log_histograms, rebin)
+from rnnviewer.ui.panels.spectrum import SpectrumPanel
+from rnnviewer.ui.panels.weights import WeightsPanel
+
+CELLS = ("rnn", "gru", "lstm")
+TASKS = {"rnn": "adding", "gru": "sine", "lstm": "text"}    # mse I=2, mse I=1, xent one-hot
+H, T, P = 6, 10, 2
+
+
+def make_session(cell, task=None, hidden=H, run_id=0):
+    task = task or TASKS[cell]
+    opts = {"max_chars": 3000} if task == "text" else {}
+    config = SessionConfig(task=task, task_options=opts, cell=cell, hidden=hidden, seq_len=T,
+                           batch=4, probe_size=P, lr=0.02)
+    t = build_task(config)
+    model = Model(cell, t.n_in, hidden, t.n_out, seed=0, backend="numpy")
+    return TrainingSession(config, task=t, model=model, run_id=run_id)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """cell -> [snapshots after 1, 2, 3 and 4 steps]."""
+    out = {}
+    for cell in CELLS:
+        s = make_session(cell)
+        snaps = []
+        for _ in range(4):
+            s.run(max_steps=1)
+            snaps.append(s.snapshot())
+        out[cell] = snaps
+    return out
+
+
+def show(qtbot, cls, selection=None, size=(760, 520)):
+    panel = cls(selection or UnitSelection())
+    qtbot.addWidget(panel)
+    panel.resize(*size)
+    panel.show()
+    return panel
+
+
+def feed(panel, snaps):
+    for snap in snaps:
+        panel.update_snapshot(snap)
+        panel.redraw_now()
+
+
+def click_image(qtbot, panel, image, row, col):
+    """A real left click on entry (row, col) of an ImageItem inside panel.view."""
+    view = panel.view
+    qtbot.wait(20)                                   # let the layout settle
+    scene_pos = image.mapToScene(QPointF(col + 0.5, row + 0.5))
+    pos = view.mapFromScene(scene_pos)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def test_panels_are_registered():
+    names = {c.object_name for c in registered_panels()}
+    assert {"weights", "spectrum", "histograms"} <= names
+    assert not {"weights", "spectrum", "histograms"} & set(PANEL_ERRORS)
+
+
+# ------------------------------------------------------------------ weights
+@pytest.mark.parametrize("cell", CELLS)
+def test_weights_heatmaps_equal_the_parameter_blocks(qtbot, runs, cell):
+    snaps = runs[cell]
+    panel = show(qtbot, WeightsPanel)
+    feed(panel, snaps)
+    snap = snaps[-1]
+    G = max(1, len(snap.gate_names))
+    assert len(panel.blocks) == 2 * G + 1
+    for m in ("W_xh", "W_hh", "W_hy"):
+        for label, block in gate_blocks(m, snap.params[m], snap.gate_names):
+            img = panel.blocks[label].image.image
+            want = block.T if m == "W_hy" else block
+            assert img.dtype == np.float32 and img.flags.c_contiguous
+            np.testing.assert_array_equal(img, want.astype(np.float32))
+            lo, hi = panel.blocks[label].image.getLevels()
+            assert lo == -hi and hi >= robust_absmax(snap.params[m]) * (1 - 1e-9) > 0
+        assert tuple(panel.bars[m].levels()) == (lo, hi)
+    if G > 1:   # gate blocks are the torch row blocks, labelled by gate
+        g = snap.gate_names[1]
+        np.testing.assert_array_equal(panel.blocks[f"W_hh[{g}]"].image.image,
+                                      snap.params["W_hh"][H:2 * H])
+    assert not panel.grab().isNull()
+
+
+@pytest.mark.parametrize("cell", ("rnn", "lstm"))
+def test_weights_toggle_shows_update_and_gradient(qtbot, runs, cell):
+    snap = runs[cell][-1]
+    panel = show(qtbot, WeightsPanel)
+    feed(panel, [snap])
+    for mode, source in (("delta", snap.delta), ("grad", snap.grads), ("value", snap.params)):
+        panel.mode_box.setCurrentIndex(panel.mode_box.findData(mode))
+        label, block = gate_blocks("W_hh", source["W_hh"], snap.gate_names)[0]
+        np.testing.assert_array_equal(panel.blocks[label].image.image, block)
+        np.testing.assert_array_equal(panel.blocks["W_hy"].image.image, source["W_hy"].T)
+        assert panel.blocks["W_hy"].image.getLevels()[1] >= robust_absmax(source["W_hy"]) > 0
+    assert np.abs(snap.delta["W_hh"]).max() > 0 and np.abs(snap.grads["W_hh"]).max() > 0
+    # one matrix at a time
+    panel.matrix_box.setCurrentIndex(panel.matrix_box.findData("W_xh"))
+    assert {b.matrix for b in panel.blocks.values()} == {"W_xh"}
+
+
+def test_weights_levels_are_held_steady(qtbot, runs):
+    snap = runs["rnn"][-1]
+    panel = show(qtbot, WeightsPanel)
+    feed(panel, [snap])
+    big = panel.bars["W_hh"].levels()[1]
+    small = dataclasses.replace(snap, serial=snap.serial + 1, params={
+        k: v * 0.01 for k, v in snap.params.items()})
+    feed(panel, [small])
+    now = panel.bars["W_hh"].levels()[1]
+    assert 0.9 * big < now < big            # shrinks slowly, not to the new robust max
+    grown = dataclasses.replace(snap, serial=snap.serial + 2, params={
+        k: v * 10 for k, v in snap.params.items()})
+    feed(panel, [grown])
+    assert panel.bars["W_hh"].levels()[1] >= robust_absmax(grown.params["W_hh"])  # at once
+
+
+def test_steady_level_and_robust_max():
+    lv = SteadyLevel(decay=0.5)
+    assert lv.update(4.0) == 4.0 and lv.update(1.0) == 2.0 and lv.update(8.0) == 8.0
+    a = np.zeros(1000)
+    a[:3] = [5.0, -7.0, 1.0]
+    assert robust_absmax(a) == 7.0                   # sparse: falls back to the max
+    b = np.linspace(-1, 1, 2001)
+    assert 0.98 < robust_absmax(b) <= 1.0
+    assert robust_absmax(np.array([np.nan, np.inf, 2.0, -3.0])) == 3.0
+
+
+def test_clicking_a_row_selects_the_unit_everywhere(qtbot, runs):
+    snap = runs["lstm"][-1]
+    sel = UnitSelection()
+    panel = show(qtbot, WeightsPanel, sel)
+    other = show(qtbot, WeightsPanel, sel)
+    feed(panel, [snap])
+    feed(other, [snap])
+    seen = []
+    sel.unit_selected.connect(seen.append)
+    bv = panel.blocks[f"W_hh[{snap.gate_names[2]}]"]
+    click_image(qtbot, panel, bv.image, 4, 1)
+    assert sel.unit == 4 and seen == [4]
+    for p in (panel, other):     # the selected row (and W_hh column) is outlined in each
+        for b in p.blocks.values():
+            r = b.row_mark.rect()
+            assert (r.top(), r.height(), r.width()) == (4, 1, b.ncols)
+            if b.col_mark is not None:
+                assert b.col_mark.rect().left() == 4
+    click_image(qtbot, panel, panel.blocks["W_hy"].image, 2, 0)
+    assert sel.unit == 2
+
+
+def test_hover_describes_the_entry(qtbot, runs):
+    snap = runs["lstm"][-1]
+    panel = show(qtbot, WeightsPanel)
+    feed(panel, [snap])
+    bv = panel.blocks["W_xh[f]"]
+    bv.image.on_hover(3, 5)
+    text = panel.info.text()
+    vocab = snap.task_config["vocab"]
+    assert f"W_xh[{H + 3}, 5]" in text and "gate f" in text
+    assert f"{snap.params['W_xh'][H + 3, 5]:.4g}" in text
+    assert repr(vocab[5]).strip("'") in text or "input 5" in text
+    bv = panel.blocks["W_hy"]
+    bv.image.on_hover(1, 7)
+    assert "W_hy[7, 1]" in panel.info.text()
+
+
+def test_weights_layout_is_readable_at_H128_with_a_text_task(qtbot):
+    s = make_session("lstm", "text", hidden=128)
+    snap = s.snapshot()
+    assert snap.model_config["n_in"] >= 50
+    panel = show(qtbot, WeightsPanel, size=(1000, 700))
+    feed(panel, [snap])
+    qtbot.wait(10)
+    for label, bv in panel.blocks.items():
+        rect = bv.plot.getViewBox().sceneBoundingRect()
+        assert rect.width() >= 90 and rect.height() >= 60, (label, rect)
+        assert bv.image.image.shape[0] == 128
+
+
+# ------------------------------------------------------------------ spectrum
+@pytest.mark.parametrize("cell", CELLS)
+def test_spectrum_eigenvalues_equal_numpy(qtbot, runs, cell):
+    snaps = runs[cell]
+    panel = show(qtbot, SpectrumPanel)
+    panel.throttle.ratio = 0                 # compute for every snapshot
+    feed(panel, snaps)
+    snap = snaps[-1]
+    gate = panel.current_gate()
+    want_gate = {"rnn": "W_hh", "gru": "W_hh[n]", "lstm": "W_hh[g]"}[cell]
+    assert gate == want_gate
+    W = dict(gate_blocks("W_hh", snap.params["W_hh"], snap.gate_names))[gate]
+    ev = np.linalg.eigvals(W.astype(np.float64))
+    x, y = panel.now_pts.getData()
+    got = np.sort_complex(np.asarray(x) + 1j * np.asarray(y))
+    np.testing.assert_allclose(got, np.sort_complex(ev), atol=1e-9)
+    tr = panel.tracks[gate]
+    assert tr.steps == [s.step for s in snaps]
+    np.testing.assert_allclose(tr.rho[-1], np.abs(ev).max())
+    np.testing.assert_allclose(tr.sigma[-1], np.linalg.svd(W.astype(np.float64),
+                                                           compute_uv=False)[0])
+    cx, cy = panel.rho_curve.getData()
+    np.testing.assert_array_equal(cx, [s.step for s in snaps])
+    assert panel.plane.getViewBox().state["aspectLocked"]
+    if cell != "rnn":     # another gate: its block's eigenvalues
+        panel.gate_box.setCurrentIndex(0)
+        W0 = snap.params["W_hh"][:H].astype(np.float64)
+        x, y = panel.now_pts.getData()
+        np.testing.assert_allclose(np.sort_complex(np.asarray(x) + 1j * np.asarray(y)),
+                                   np.sort_complex(np.linalg.eigvals(W0)), atol=1e-9)
+    assert "\u03c1" in panel.info.text()
+
+
+def test_spectrum_resets_on_a_new_run_and_skips_repeats(qtbot, runs):
+    snaps = runs["rnn"]
+    panel = show(qtbot, SpectrumPanel)
+    panel.throttle.ratio = 0
+    feed(panel, snaps[:2] + [dataclasses.replace(snaps[1], serial=99)])
+    assert panel.tracks["W_hh"].steps == [snaps[0].step, snaps[1].step]
+    new = dataclasses.replace(snaps[0], run_id=snaps[0].run_id + 1)
+    feed(panel, [new])
+    assert panel.tracks["W_hh"].steps == [snaps[0].step]
+
+
+def test_throttle_limits_expensive_work():
+    th = Throttle(min_interval=0.05, ratio=10.0, max_interval=1.0)
+    assert th.due(now=0.0)
+    th.run(lambda: None)
+    th.cost = 0.02                          # pretend it took 20 ms: every 200 ms at most
+    assert not th.due(now=th.last_start + 0.1) and th.due(now=th.last_start + 0.21)
+    th.cost = 5.0
+    assert th.interval() == 1.0
+
+
+# ------------------------------------------------------------------ histograms
+def test_rebin_is_exact_on_aligned_edges():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(12, 7))
+    rows = fine_histograms(a, n_blocks=3)                 # whole + 3 gate blocks
+    assert rows.shape == (4, 4 + FINE)
+    lo, hi = a.min(), a.max()
+    fine_edges = np.linspace(lo, hi, FINE + 1)
+    np.testing.assert_array_equal(rows[0, 4:], rows[1:, 4:].sum(0))
+    idx = np.clip(((a - lo) * (FINE / (hi - lo))).astype(int), 0, FINE - 1)
+    np.testing.assert_array_equal(rows[0, 4:], np.bincount(idx.ravel(), minlength=FINE))
+    edges = fine_edges[::8]                                 # every 8th fine edge
+    counts = rebin(rows[:1], edges)[0]
+    np.testing.assert_allclose(counts, rows[0, 4:].reshape(-1, 8).sum(1), atol=1e-9)
+    wide = rebin(rows[:1], np.linspace(-0.5, 0.5, 11))[0]   # out-of-range mass in edge bins
+    assert wide.sum() == pytest.approx(a.size)
+    assert wide[0] == pytest.approx((a < -0.4).sum(), abs=3.0)   # first bin + below it
+    assert wide[-1] == pytest.approx((a >= 0.4).sum(), abs=3.0)
+    logs = fine_log_histograms(np.array([0.0, 1e-3, 1e-2, 10.0]))
+    assert logs[0, 0] == pytest.approx(-3) and logs[0, 1] == pytest.approx(1)
+    assert logs[0, 4:].sum() == 3                          # the zero is left out
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_histograms_follow_training_with_stable_edges(qtbot, runs, cell):
+    snaps = runs[cell]
+    panel = show(qtbot, HistogramsPanel)
+    panel.throttle.min_interval = panel.throttle.ratio = 0
+    feed(panel, snaps[:2])
+    edges = panel.strips["params"].edges.copy()
+    feed(panel, snaps[2:])
+    snap = snaps[-1]
+    assert panel.entry() == "W_hh"
+    entries = panel.store.entries()
+    assert {"W_xh", "W_hh", "W_hy", "b_y"} <= set(entries)
+    if snap.gate_names:
+        assert f"W_hh[{snap.gate_names[0]}]" in entries
+    sv = panel.strips["params"]
+    np.testing.assert_array_equal(sv.edges, edges)          # weights moved, edges did not
+    assert list(sv.steps) == [s.step for s in snaps]
+    W = snap.params["W_hh"].astype(np.float64)
+    hist = np.histogram(np.clip(W, sv.edges[0], sv.edges[-1]), bins=sv.edges)[0]
+    assert sv.counts[-1].sum() == pytest.approx(W.size)
+    # re-binning interpolates inside one fine bin: at most a few entries per display bin
+    assert np.abs(sv.counts[-1] - hist).max() <= max(3.0, 0.1 * W.size)
+    assert sv.shown.shape[0] == len(sv.edges) - 1 and sv.shown.max() == pytest.approx(1.0)
+    g = panel.strips["grads"]
+    assert g.scale == "log" and g.counts[-1].sum() == pytest.approx(
+        np.count_nonzero(snap.grads["W_hh"]))
+    panel.scale_box.setCurrentIndex(panel.scale_box.findData("linear"))
+    assert panel.strips["grads"].edges[0] == -panel.strips["grads"].edges[-1]
+    i = panel.matrix_box.findData("W_hy")
+    panel.matrix_box.setCurrentIndex(i)
+    assert panel.strips["params"].counts[-1].sum() == pytest.approx(snap.params["W_hy"].size)
+    assert not panel.grab().isNull()
+
+
+def test_step_ring_and_grid():
+    ring = StepRing(capacity=3)
+    for s in (1, 2, 2, 5, 9):
+        ring.append(s, [s, -s])
+    steps, rows = ring.ordered()
+    assert list(steps) == [2, 5, 9] and rows[:, 0].tolist() == [2, 5, 9]
+    img, x0, width = step_grid(steps, rows, columns=8)
+    assert img.shape == (2, 3)
+    img, x0, width = step_grid(np.array([0, 1, 2, 10]), np.arange(4)[:, None], columns=11)
+    assert img.shape == (1, 4)                       # never more columns than rows
+    img, x0, width = step_grid(np.arange(0, 100, 10), np.arange(10)[:, None], columns=10)
+    assert img[0].tolist() == list(range(10)) and x0 == pytest.approx(-5.0)
+    assert width == pytest.approx(100.0)
+
+
+# ------------------------------------------------------------------ exports
+@pytest.mark.parametrize("cls", (WeightsPanel, SpectrumPanel, HistogramsPanel))
+def test_exports_write_files(qtbot, runs, tmp_path, cls):
+    panel = show(qtbot, cls)
+    if hasattr(panel, "throttle"):
+        panel.throttle.ratio = panel.throttle.min_interval = 0
+    feed(panel, runs["gru"])
+    for name in ("p.png", "p.svg", "d.npz", "d.csv"):
+        path = tmp_path / name
+        (panel.export_image if name[0] == "p" else panel.export_data)(path)
+        assert path.exists() and path.stat().st_size > 100, name
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as z:
+        assert len(z.files) >= 1 and all(z[k].size for k in z.files)
