@@ -140,14 +140,23 @@ fi
 [ -n "$win" ] || t_win=-1
 t_cache=-1
 if [ "$WAIT_CACHE" = 1 ] && [ -n "$win" ]; then
-    sleep 1
-    if command -v import > /dev/null; then import -window root "$SHOT" 2>/dev/null || true; fi
+    # wait for the first cached kernel; meanwhile keep the newest screenshot that was
+    # taken entirely before it appeared (it shows the window while compiling)
+    next_shot=$(( $(now_ms) + 1500 ))
     while [ $(( $(now_ms) - t0 )) -lt 300000 ] && kill -0 $pid 2>/dev/null; do
         if [ -n "$(find "$CACHE" -name '*.nbi' -print -quit 2>/dev/null)" ]; then
             t_cache=$(( $(now_ms) - t0 )); break
         fi
+        if [ "$(now_ms)" -gt "$next_shot" ] && command -v import > /dev/null; then
+            import -window root "$SHOT.tmp" 2>/dev/null || true
+            if [ -z "$(find "$CACHE" -name '*.nbi' -print -quit 2>/dev/null)" ] && [ -f "$SHOT.tmp" ]; then
+                mv "$SHOT.tmp" "$SHOT"
+            fi
+            next_shot=$(( $(now_ms) + 2000 ))
+        fi
         sleep 0.1
     done
+    rm -f "$SHOT.tmp"
 else
     sleep 1
     if [ -n "$SHOT" ] && command -v import > /dev/null; then import -window root "$SHOT" 2>/dev/null || true; fi

@@ -117,7 +117,7 @@ def test_slow_point_at_a_ghost():
     m.params["W_xh"][:] = 0.0
     m.params["b_xh"][:] = b
     m.params["b_hh"][:] = 0.0
-    pts = fixed_points(m, n_box=64, slow_tol=1e-2, dedup_tol=1e-3, max_iter=300)
+    pts = fixed_points(m, n_box=64, slow_tol=1e-2, slow_dedup_tol=1e-3, max_iter=300)
     h_fixed = brentq(lambda h: np.tanh(2 * h + b) - h, 0.0, 1.0)
     assert len(pts) == 1 and pts[0].kind == "stable"
     assert pts[0].h[0] == pytest.approx(h_fixed, abs=1e-9)

@@ -416,3 +416,20 @@ def test_about_and_shortcuts_texts():
         assert name in text
     keys = dialogs.shortcuts_text()
     assert "Space" in keys and "Ctrl+S" in keys
+
+
+def test_every_control_has_a_tooltip(qtbot):
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit
+    win = MainWindow(SessionConfig(), restore_settings=False)
+    qtbot.addWidget(win)
+    for task in ("sine", "copy", "text", "parity", "flipflop", "adding"):
+        win.controls.set_config(SessionConfig(task=task))
+        inputs = [w for cls in (QAbstractSpinBox, QComboBox, QLineEdit, QAbstractButton)
+                  for w in win.controls.findChildren(cls)
+                  if not isinstance(w.parent(), (QAbstractSpinBox, QComboBox))
+                  and not w.isHidden()]
+        assert len(inputs) > 12
+        missing = [w for w in inputs if not (w.toolTip() or (
+            getattr(w, "defaultAction", None) and w.defaultAction() and
+            w.defaultAction().toolTip()))]
+        assert missing == [], [type(w).__name__ for w in missing]

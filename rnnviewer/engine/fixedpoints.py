@@ -139,7 +139,7 @@ def _describe(model, p, s, q, x, count, slow):
 
 def fixed_points(model, x_star=None, initial_states=None, *, n_box=None, box=(-1.0, 1.0),
                  noise=0.0, max_candidates=1024, tol=1e-12, slow_tol=1e-4, dedup_tol=1e-4,
-                 max_iter=100, seed=0, progress=None, should_stop=None):
+                 slow_dedup_tol=1e-2, max_iter=100, seed=0, progress=None, should_stop=None):
     """Fixed points of s -> F(s, x*) (a FixedPointList; slow points in `.slow`).
 
     x_star: the constant input (I,), zeros by default. initial_states (N, S): states
@@ -148,8 +148,10 @@ def fixed_points(model, x_star=None, initial_states=None, *, n_box=None, box=(-1
     (default: 256 when no initial_states, else none); Gaussian `noise` (std) is added
     to every start. At most `max_candidates` starts (a random subset) are used.
     A candidate with final q <= tol is a fixed point, tol < q <= slow_tol a slow point;
-    others are dropped. Points closer than dedup_tol (Euclidean) are merged, keeping
-    the one with the lowest q. progress(fraction, n) is called as the iteration goes
+    others are dropped. Fixed points closer than dedup_tol (Euclidean) are merged,
+    keeping the one with the lowest q; slow points, which often lie along a slow
+    manifold (a GRU whose z gate is near 1 has a whole continuum of them), are thinned
+    to one per slow_dedup_tol. progress(fraction, n) is called as the iteration goes
     (n: candidates converged so far, before deduplication; at the end n is the number
     of fixed points); should_stop() is polled every iteration and ends the search with
     what has converged so far.
@@ -202,9 +204,10 @@ def fixed_points(model, x_star=None, initial_states=None, *, n_box=None, box=(-1
     q = np.concatenate(qs) if qs else np.zeros(0)
     q = np.where(np.isfinite(q), q, np.inf)
     result = []
-    for is_slow, sel in ((False, q <= tol), (True, (q > tol) & (q <= slow_tol))):
+    for is_slow, sel, merge in ((False, q <= tol, dedup_tol),
+                                (True, (q > tol) & (q <= slow_tol), slow_dedup_tol)):
         idx = np.flatnonzero(sel)
-        kept, counts = _dedup(s[idx], q[idx], dedup_tol)
+        kept, counts = _dedup(s[idx], q[idx], merge)
         result.append([_describe(model, p, s[idx[k]], q[idx[k]], x, c, is_slow)
                        for k, c in zip(kept, counts)])
     out = FixedPointList(result[0], result[1], x_star=x, q_final=q, stopped=stopped)

@@ -29,11 +29,11 @@ def mse(y, target, mask=None):
         raise ConfigError(f"mse target has shape {target.shape}, expected {y.shape}")
     w, count = _weights(mask, B, T, y.dtype)
     diff = y - target  # (B, T, O)
-    if w is not None:
-        diff = diff * w[:, :, None]
+    wdiff = diff if w is None else diff * w[:, :, None]
     denom = max(count, 1.0) * O
-    loss = float(np.sum(diff.astype(np.float64) ** 2) / denom)
-    return loss, (2.0 / denom) * diff
+    # sum of w * diff^2: weights act linearly (as in xent), so dy is the exact gradient
+    loss = float(np.sum(wdiff.astype(np.float64) * diff) / denom)
+    return loss, (2.0 / denom) * wdiff
 
 
 def log_softmax(y):

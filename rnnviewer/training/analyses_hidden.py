@@ -44,11 +44,18 @@ def contexts_all_units(acts, labels, k=8, before=24, after=8, modes=MODES):
         val = np.full((H, k), np.nan)
         win = np.full((H, k, W), np.nan)
         lab = np.full((H, k, W), "", dtype=flat_labels.dtype)
+        score = np.where(np.isfinite(acts), acts if mode == "max" else -acts, -np.inf)
+        seq_best = score.max(axis=1)                           # (N, H)
+        kth = -np.sort(-seq_best, axis=0)[min(k, N) - 1]       # (H,) k-th best sequence peak
         for u in range(H):
-            c = top_k_contexts(acts[:, :, u:u + 1], 0, k=k, before=before, after=after,
-                               inputs=where, mode=mode)      # one unit: no (N, T, H) copy
+            # Only sequences whose peak reaches the k-th best sequence peak can hold one of
+            # the k contexts (each of the k best sequences gives one at least as high), so
+            # the search runs on those alone: the same contexts, about N / k times faster.
+            rows = np.flatnonzero(seq_best[:, u] >= kth[u])
+            c = top_k_contexts(acts[rows, :, u:u + 1], 0, k=k, before=before, after=after,
+                               inputs=where[rows], mode=mode)
             n = len(c.values)
-            pos[u, :n] = c.positions
+            pos[u, :n] = np.c_[rows[c.positions[:, 0]], c.positions[:, 1]]
             val[u, :n] = c.values
             win[u, :n] = c.windows
             lab[u, :n] = flat_labels[c.inputs]
@@ -65,7 +72,7 @@ def _option(options, name, low, high):
     return int(v)
 
 
-@register_analysis("top_contexts", min_interval=2.0)
+@register_analysis("top_contexts", min_interval=3.0)
 def top_contexts(ctx, options):
     """Options: k, before, after, batches, batch_size, state ("h", or "c" for an LSTM)."""
     k = _option(options, "k", 1, 100)

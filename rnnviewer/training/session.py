@@ -17,12 +17,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
 from rnnviewer.engine import Model, clip_grad_norm
 from rnnviewer.engine.optim import OPTIMIZERS
 from rnnviewer.errors import CheckpointError, ConfigError, DivergenceError
+from rnnviewer.training.analyses import AnalysisContext, AnalysisRunner
 from rnnviewer.training.snapshot import (History, ProbeTrace, Snapshot, frozen, frozen_config,
                                          frozen_map)
 
@@ -141,7 +143,13 @@ class TrainingSession:
         self._last_snapshot_time = -math.inf
         self._last_snapshot_step = None
         self._snapshot_seconds = 0.0         # smoothed cost of a snapshot
+        self._analysis_seconds = 0.0         # time the last snapshot spent in analyses
         self._grads = {}                     # copy of the last step's gradients
+        # Worker-side analyses for the panels (training/analyses.py): name -> options,
+        # replaced as a whole by the owner; results go to Snapshot.extra.
+        self.analysis_requests = {}
+        self._analyses = AnalysisRunner()
+        self._analysis_rng = np.random.default_rng([c.seed, 7])   # never the training rng
         self._rate = (time.monotonic(), self.step)
         # Fixed validation batch and probe batch: the curves and panels compare like with like.
         vrng = np.random.default_rng([c.seed, 1])
@@ -306,7 +314,9 @@ class TrainingSession:
     def emit_snapshot(self):
         t0 = time.perf_counter()
         snap = self.snapshot()
-        self._snapshot_seconds = 0.7 * self._snapshot_seconds + 0.3 * (time.perf_counter() - t0)
+        # the cost that paces snapshots leaves the analyses out: they pace themselves
+        cost = time.perf_counter() - t0 - self._analysis_seconds
+        self._snapshot_seconds = 0.7 * self._snapshot_seconds + 0.3 * max(cost, 0.0)
         self._trigger("on_snapshot", snap)
         return snap
 
@@ -322,6 +332,8 @@ class TrainingSession:
                            h=frozen(tr.h), y=frozen(tr.y), c=frozen(tr.c),
                            gates=frozen_map(tr.gates), dh=frozen(pg["h"]), loss=float(ploss),
                            labels=self.probe_labels)
+        self._analysis_seconds = 0.0
+        extra = self._run_analyses(probe)
         params = frozen_map(m.params)
         if self.step > 0 and self._backup_params:
             delta = frozen_map({k: m.params[k] - self._backup_params[k] for k in m.params},
@@ -344,7 +356,19 @@ class TrainingSession:
             gate_names=tuple(m.gate_names), task_name=self.config.task,
             task_config=frozen_config(self.task_config()),
             task_description=str(getattr(task, "description", "")),
-            loss_name=task.loss, optimizer=self.config.optimizer, time=now)
+            loss_name=task.loss, optimizer=self.config.optimizer, time=now, extra=extra)
+
+    def _run_analyses(self, probe):
+        """The due analyses the panels asked for (their latest results otherwise)."""
+        requests = self.analysis_requests
+        if not requests and not self._analyses.results:
+            return MappingProxyType({})
+        ctx = AnalysisContext(model=self.model, task=self.task, probe=probe, step=self.step,
+                              rng=self._analysis_rng)
+        t0 = time.perf_counter()
+        out = self._analyses.run_due(requests, ctx)
+        self._analysis_seconds = time.perf_counter() - t0
+        return out
 
     # ------------------------------------------------------------ compile, save
     def compile(self):

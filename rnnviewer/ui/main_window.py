@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
 from rnnviewer.ui.controls import ControlsWidget, effective_options
-from rnnviewer.ui.panels import UnitSelection, registered_panels
+from rnnviewer.ui.panels import FramePacer, UnitSelection, registered_panels
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
 SESSION_FILTER = "rnnviewer sessions (*.npz);;All files (*)"
@@ -57,6 +57,8 @@ class MainWindow(QMainWindow):
         self.compile_seconds = None
         self.saved_step = None        # step of the last save/open (None: never saved)
         self._fell_back = False       # the first session failed and defaults were used
+        self._sent_requests = None    # analysis requests last sent to the worker
+        self.all_analyses = False     # True: run analyses for hidden panels too (self-test)
         self.worker = None
         self.worker_thread = None
         self.panels = {}              # object_name -> Panel
@@ -79,6 +81,7 @@ class MainWindow(QMainWindow):
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
             self.controls.set_speed_value(float(settings.settings().value("session/speed", 0)))
+        self.pacer = FramePacer(self)   # slows panel redraws while the event loop runs late
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(100)
         self._status_timer.timeout.connect(self._on_status_timer_timeout)
@@ -273,6 +276,8 @@ class MainWindow(QMainWindow):
         self.worker = w
         self.worker_thread = WorkerThread(w)
         w.set_live(speed=self.controls.speed_value())
+        self._sent_requests = None
+        self._send_analysis_requests()
         if path:
             w.configure(self.config)   # something to show if the file cannot be opened
             w.open_session(path)
@@ -372,8 +377,29 @@ class MainWindow(QMainWindow):
             print(f"rnnviewer: {message}", file=sys.stderr)
 
     # ------------------------------------------------------------ status
+    def analysis_requests(self):
+        """name -> options of the worker-side analyses that visible panels need."""
+        out = {}
+        for panel in self.panels.values():
+            names = getattr(panel, "analyses", ())
+            if names and (panel.isVisible() or self.all_analyses):
+                opts = panel.analysis_options() if hasattr(panel, "analysis_options") else {}
+                for name in names:
+                    out[name] = dict(opts or {})
+        return out
+
+    def _send_analysis_requests(self):
+        try:
+            requests = self.analysis_requests()
+        except Exception:          # a panel's options must not stop the window
+            return
+        if requests != self._sent_requests and self.worker is not None:
+            self._sent_requests = requests
+            self.worker.set_analysis_requests(requests)
+
     @Slot()
     def _on_status_timer_timeout(self):
+        self._send_analysis_requests()
         s = self.snapshot
         if s is None:
             if not self.compiling and self.worker is None:
@@ -640,6 +666,7 @@ class MainWindow(QMainWindow):
         except Exception:  # never block quitting on settings
             pass
         self._status_timer.stop()
+        self.pacer.stop()
         # A step ends within milliseconds; a numba compile cannot be interrupted at all.
         budget = 0.05 if self.compiling else 0.6
         self.stop(timeout=max(0.05, budget - (time.monotonic() - t0)))

@@ -151,6 +151,7 @@ def self_test(args, config):
     # and the bundled corpus must be found (the packaged app runs this)
     config = config or SessionConfig(task="text", cell="lstm", hidden=16, batch=8, seq_len=30)
     win = MainWindow(config, interactive=False, restore_settings=False)
+    win.all_analyses = True       # every panel's worker-side analysis runs and is drawn
     win.resize(1400, 900)
     win.show()
     problems = []

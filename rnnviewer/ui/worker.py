@@ -61,6 +61,7 @@ class TrainingWorker(QObject):
         self.speed = 0.0
         self._run_id = 0
         self._compiled = set()
+        self.analysis_requests = {}
 
     # ------------------------------------------------------------ GUI-thread API
     def post(self, command, *args):
@@ -90,6 +91,10 @@ class TrainingWorker(QObject):
     def set_live(self, **settings):
         """Apply shape-keeping settings (lr, clip, batch, speed) without a reset."""
         self.post("live", settings)
+
+    def set_analysis_requests(self, requests):
+        """The worker-side analyses the visible panels want: name -> options dict."""
+        self.post("analyses", {k: dict(v) for k, v in requests.items()})
 
     def request_quit(self):
         self._quit.set()
@@ -175,6 +180,7 @@ class TrainingWorker(QObject):
         session.add_callback("on_snapshot", self._on_session_snapshot)
         session.add_callback("on_diverged", self._on_session_diverged)
         session.set_speed(self.speed)
+        session.analysis_requests = self.analysis_requests
         self._set_running(False)
         self.pending_steps = 0
         self.session = session
@@ -243,6 +249,13 @@ class TrainingWorker(QObject):
     def _cmd_steps(self, n):
         self._set_running(False)
         self.pending_steps += n
+
+    def _cmd_analyses(self, requests):
+        self.analysis_requests = requests
+        if self.session is not None:
+            self.session.analysis_requests = requests
+            if not self.running and not self.pending_steps:
+                self.snapshot_ready.emit(self.session.snapshot())   # results while paused
 
     def _cmd_live(self, settings):
         self.speed = float(settings.get("speed", self.speed) or 0.0)

@@ -191,11 +191,11 @@ def _put(cf, at, s, beta):
     cf[at] = s if beta == 0.0 else cf[at] + s
 
 
-@njit(inline="always")
-def mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
+def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
     """Row-major C[m, N] = beta * C + A[m, K] @ W.T for a contiguous (N, K) matrix W.
 
-    The recurrent product of one timestep (A = h_{t-1} rows, W = W_hh); beta is 0 or 1
+    A and C are addressed as flat buffers (row i of A starts at off_a + i * lda). The
+    recurrent product of one timestep (A = h_{t-1} rows, W = W_hh); beta is 0 or 1
     (0 overwrites C). Hand-tiled dot products (3x3 register tiles, 1x4 for leftover
     rows): with fastmath's reassociation they vectorise along K and beat BLAS gemm,
     which re-packs W on every call, by 2-3x at these sizes (and 10x at m = 1).
@@ -267,6 +267,23 @@ def mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
             _put(cf, c0 + j, s0, beta)
             j += 1
         i += 1
+
+
+# compiled once per dtype with that dtype's flags (reassociation is what vectorises
+# the float32 dot products), shared by every kernel
+_mm_nt_f32 = njit(**JIT_F32)(_mm_nt)
+_mm_nt_f64 = njit(**JIT_F64)(_mm_nt)
+
+
+def mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
+    """C = beta * C + A @ W.T on strided rows; see `_mm_nt`."""
+
+
+@overload(mm_nt, inline="always")
+def _mm_nt_ol(m, a, off_a, lda, w, c, off_c, ldc, beta):
+    fn = _mm_nt_f32 if c.dtype == types.float32 else _mm_nt_f64
+    return lambda m, a, off_a, lda, w, c, off_c, ldc, beta: fn(m, a, off_a, lda, w, c, off_c,
+                                                                 ldc, beta)
 
 
 @njit(inline="always")

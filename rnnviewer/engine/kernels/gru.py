@@ -41,8 +41,9 @@ def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur,
         for j in range(H):
             hcur[bb, j] = h0[b0 + bb, j]
     one = h.dtype.type(1.0)
+    hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows(Bc, hcur, 0, H, W_hhT, hp, 0, G)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows(Bc, hcur3, 0, 0, W_hhT, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -94,7 +95,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                 dhb[2 * H + j] = dn * rj
                 dan[b, t, j] = dn
                 cb[j] = d * zj
-        matmul_rows(Bc, dhh, (b0 * T + t) * G, T * G, W_hh, gacc, 0, H)
+        matmul_rows(Bc, dhh, b0, t, W_hh, gacc)  # (Bc, H) = d(pre-act) @ W_hh
     for bb in range(Bc):
         for j in range(H):
             dh0[b0 + bb, j] = carry[bb, j] + gacc[bb, j]

@@ -42,8 +42,9 @@ def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, h
         for j in range(H):
             hcur[bb, j] = h0[b0 + bb, j]
             ccur[bb, j] = c0[b0 + bb, j]
+    hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows(Bc, hcur, 0, H, W_hhT, hp, 0, G)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows(Bc, hcur3, 0, 0, W_hhT, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -101,7 +102,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
                 dab[2 * H + j] = dc * ij * (one - gj * gj)
                 dab[3 * H + j] = d * tc * oj * (one - oj)
                 dcb[j] = dc * fj
-        matmul_rows(Bc, da, (b0 * T + t) * G, T * G, W_hh, gacc, 0, H)
+        matmul_rows(Bc, da, b0, t, W_hh, gacc)  # (Bc, H) = d(pre-act) @ W_hh
     for bb in range(Bc):
         for j in range(H):
             dh0[b0 + bb, j] = gacc[bb, j]

@@ -28,11 +28,13 @@ def _fwd_rows(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
     B, T, H = h.shape
     m = b1 - b0
     project_input(x, W_xh, W_xh_T, h, b0, b1)
-    for t in range(T):
+    hf, h0f = h.reshape(h.size), h0.reshape(h0.size)
+    for t in range(T):  # h[:, t] += h[:, t-1] @ W_hh.T (h0 at t = 0)
         if t == 0:
-            mm_nt(m, h0, b0 * H, H, W_hh, h, b0 * T * H, T * H, 1.0)
+            src, off, ld = h0f, b0 * H, H
         else:
-            mm_nt(m, h, (b0 * T + t - 1) * H, T * H, W_hh, h, (b0 * T + t) * H, T * H, 1.0)
+            src, off, ld = hf, (b0 * T + t - 1) * H, T * H
+        mm_nt(m, src, off, ld, W_hh, hf, (b0 * T + t) * H, T * H, 1.0)
         for b in range(b0, b1):
             hb = h[b, t]
             for j in range(H):
@@ -45,6 +47,7 @@ def _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
     weight gradients gW_xh (H, I) (or (I, H) for token ids), gW_hh (H, H), gb (H,)."""
     B, T, H = h.shape
     m = b1 - b0
+    dhf, dh0f, daf = dh.reshape(dh.size), dh0.reshape(dh0.size), da.reshape(da.size)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             hb, gb_, dhb, dab = h[b, t], dh_out[b, t], dh[b, t], da[b, t]
@@ -58,10 +61,11 @@ def _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
                     g = gb_[j] + dhb[j]
                     dhb[j] = g
                     dab[j] = g * (1.0 - hb[j] * hb[j])
-        if t > 0:
-            mm_nt(m, da, (b0 * T + t) * H, T * H, W_hh_T, dh, (b0 * T + t - 1) * H, T * H, 0.0)
+        if t > 0:  # dh[:, t-1] = da[:, t] @ W_hh (dh0 at t = 0)
+            dst, off, ld = dhf, (b0 * T + t - 1) * H, T * H
         else:
-            mm_nt(m, da, b0 * T * H, T * H, W_hh_T, dh0, b0 * H, H, 0.0)
+            dst, off, ld = dh0f, b0 * H, H
+        mm_nt(m, daf, (b0 * T + t) * H, T * H, W_hh_T, dst, off, ld, 0.0)
     # bias: sum of da over the chunk's rows
     gb[:] = 0.0
     for b in range(b0, b1):

@@ -89,6 +89,41 @@ class UnitSelection(QObject):
             self.unit_selected.emit(unit)
 
 
+class FramePacer(QObject):
+    """Keeps the GUI responsive whatever the panels cost (their redraws and their painting):
+    a 50 ms timer measures how late the event loop runs and scales every panel's redraw
+    interval (Panel.pace_factor) up while it is late, and back down when it is not."""
+
+    TICK_MS = 50
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.lateness = 0.0            # smoothed, seconds
+        self._last = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.TICK_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._timer.start()
+
+    @Slot()
+    def _on_timer_timeout(self):
+        now = time.perf_counter()
+        if self._last is not None:
+            late = max(0.0, now - self._last - self.TICK_MS / 1000)
+            self.lateness = 0.8 * self.lateness + 0.2 * late
+            f = Panel.pace_factor
+            if self.lateness > 0.010:
+                f = min(f * 1.25, 30.0)
+            elif self.lateness < 0.003:
+                f = max(f / 1.1, 1.0)
+            Panel.pace_factor = f
+        self._last = now
+
+    def stop(self):
+        self._timer.stop()
+        Panel.pace_factor = 1.0
+
+
 class Panel(QWidget):
     """Base class of dock panels.
 
@@ -108,6 +143,7 @@ class Panel(QWidget):
     tab_with = None            # object_name of a panel to tab this one with (overrides)
     redraw_interval_ms = 33    # at most about 30 frames a second
     _live = weakref.WeakSet()  # every Panel instance (frame pacing counts the visible ones)
+    pace_factor = 1.0          # >= 1: set by FramePacer when the event loop runs late
 
     def __init__(self, selection=None, parent=None):
         super().__init__(parent)
@@ -197,7 +233,7 @@ class Panel(QWidget):
         self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * seconds
         visible = sum(1 for p in list(Panel._live) if _visible(p)) or 1
         ms = int(1000 * 2.0 * self.redraw_seconds * visible)
-        interval = min(max(self.redraw_interval_ms, ms), 2000)
+        interval = min(int(max(self.redraw_interval_ms, ms) * Panel.pace_factor), 3000)
         if abs(interval - self._timer.interval()) > 0.1 * self._timer.interval():
             self._timer.setInterval(interval)
 

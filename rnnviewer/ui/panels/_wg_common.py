@@ -15,11 +15,16 @@ from PySide6.QtGui import QFont
 
 from rnnviewer.ui.style import LABEL_STYLE
 
-DIVERGING = "CET-D1A"          # blue - white - red, perceptually uniform (colorcet)
+DIVERGING = "RdBu_r"           # ColorBrewer blue - white - red: zero is white
 SEQUENTIAL = "viridis"
+_RDBU = ("#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fddbc7", "#f4a582",
+         "#d6604d", "#b2182b")
 
 
 def colormap(name):
+    """A pyqtgraph ColorMap: "RdBu_r" (built in, no matplotlib needed) or a bundled name."""
+    if name == "RdBu_r":
+        return pg.ColorMap(np.linspace(0.0, 1.0, len(_RDBU)), list(_RDBU), name="RdBu_r")
     return pg.colormap.get(name)
 
 

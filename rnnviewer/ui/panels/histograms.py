@@ -32,23 +32,36 @@ def fine_histograms(a, n_blocks=1, fine=FINE):
 
     lo/hi: the array's min and max (the shared range of the fine bins); tail_lo/tail_hi:
     the TAIL and 1-TAIL quantiles of each histogram, read off its cumulative counts.
-    Non-finite entries are dropped.
+    Non-finite entries are left out.
     """
-    a = np.asarray(a, dtype=np.float64)
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
     flat = a.reshape(n_blocks, -1)                                   # (n, m)
-    ok = np.isfinite(flat)
-    vals = flat[ok]
-    if vals.size == 0:
-        lo, hi = 0.0, 1.0
-    else:
-        lo, hi = float(vals.min()), float(vals.max())
-    if hi - lo < 1e-12 * max(1.0, abs(lo)) or hi == lo:
-        lo, hi = lo - 0.5e-12 - 1e-7 * abs(lo), hi + 0.5e-12 + 1e-7 * abs(hi)
-    pos = (np.where(ok, flat, lo) - lo) * (fine / (hi - lo))
-    idx = np.clip(pos.astype(np.int64, copy=False), 0, fine - 1)
-    idx += np.arange(n_blocks)[:, None] * fine
-    counts = np.bincount(idx[ok], minlength=n_blocks * fine).reshape(n_blocks, fine)
-    counts = counts.astype(np.float64)
+    lo, hi = float(flat.min()), float(flat.max())
+    bad = None
+    if not (np.isfinite(lo) and np.isfinite(hi)):                   # slow path: NaN / inf
+        ok = np.isfinite(flat)
+        bad = ~ok
+        if ok.any():
+            lo, hi = float(flat[ok].min()), float(flat[ok].max())
+        else:
+            lo, hi = 0.0, 1.0
+        flat = np.where(ok, flat, lo)
+    if not hi > lo:
+        pad = max(1e-12, 1e-7 * abs(lo))
+        lo, hi = lo - pad, hi + pad
+    pos = flat - flat.dtype.type(lo)
+    pos *= flat.dtype.type(fine / (hi - lo))
+    idx = pos.astype(np.intp)
+    np.minimum(idx, fine - 1, out=idx)
+    np.maximum(idx, 0, out=idx)
+    if n_blocks > 1:
+        idx += (np.arange(n_blocks) * fine)[:, None]
+    if bad is not None:
+        idx[bad] = n_blocks * fine                                   # an overflow bin
+    counts = np.bincount(idx.ravel(), minlength=n_blocks * fine + 1)[:n_blocks * fine]
+    counts = counts.reshape(n_blocks, fine).astype(np.float64)
     if n_blocks > 1:
         counts = np.vstack([counts.sum(0, keepdims=True), counts])
     rows = np.empty((len(counts), 4 + fine))
@@ -65,9 +78,11 @@ def fine_histograms(a, n_blocks=1, fine=FINE):
 
 def fine_log_histograms(a, n_blocks=1, fine=FINE):
     """fine_histograms of log10|a| over the non-zero finite entries (same row layout)."""
-    a = np.abs(np.asarray(a, dtype=np.float64))
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        la = np.where(a > 0, np.log10(a), np.nan)
+        la = np.log10(np.abs(a))                                     # 0 -> -inf: left out
     return fine_histograms(la, n_blocks, fine)
 
 
@@ -139,9 +154,6 @@ class StripView:
         self.plot.addItem(self.image)
         self.zero = self.plot.addLine(y=0.0, pen=pg.mkPen("#ffffff", width=1,
                                                           style=Qt.PenStyle.DotLine))
-        self.bar = color_bar(cmap, label="density (peak = 1)", width=10)
-        self.bar.setLevels((0.0, 1.0))
-        view.addItem(self.bar, row=row, col=1)
         self.side = view.addPlot(row=row, col=2)
         style_plot(self.side, bottom="share (%)" if row else None)
         self.side.getAxis("left").setStyle(showValues=False)
@@ -206,12 +218,15 @@ class HistogramsPanel(Panel):
             sv.panel = self
             self.strips[which] = sv
             link = link or sv
+        self.bar = color_bar(cmap, label="density (peak 1)", width=10)  # both strips: 0..1
+        self.bar.setLevels((0.0, 1.0))
+        self.view.addItem(self.bar, row=0, col=1, rowspan=len(QUANTITIES))
         layout = self.view.ci.layout
         layout.setColumnStretchFactor(0, 5)
         layout.setColumnStretchFactor(2, 1)
         self.store = HistoryStore()
         self.ranges = {}               # (entry, which, scale) -> (lo, hi)
-        self.throttle = Throttle(min_interval=0.1, ratio=8.0)
+        self.throttle = Throttle(min_interval=0.2, ratio=10.0)
         self._recorded = None
         self._entries = []
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
@@ -295,7 +310,7 @@ class HistogramsPanel(Panel):
             sv.plot.setYRange(lo, hi, padding=0)
             sv.plot.setXRange(x0, x0 + width, padding=0)
             sv.plot.setLabel("left", sv.title if scale == "linear" else
-                             f"log10 |{sv.title}|", **LABEL_STYLE)
+                             f"log\u2081\u2080|{sv.title[0]}|", **LABEL_STYLE)
             sv.zero.setVisible(scale == "linear")
             centres = 0.5 * (edges[1:] + edges[:-1])
             total = max(counts[-1].sum(), 1.0)

@@ -105,7 +105,7 @@ class SpectrumPanel(Panel):
                                    anchor=(0.5, 0.5))
         self.plane.addItem(self.message)
         self.tracks = {}                # gate label -> GateTrack
-        self.throttle = Throttle(min_interval=0.0, ratio=8.0)
+        self.throttle = Throttle(min_interval=0.1, ratio=10.0)
         self.radius = SteadyLevel(decay=0.995)
         self._gates = None
         self._rr = 0                    # round robin over the gates not shown

@@ -21,6 +21,7 @@ from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLev
 from rnnviewer.ui.style import LABEL_STYLE, style_plot
 
 MODES = {"value": "Value", "delta": "Last update \u0394W", "grad": "Gradient"}
+SHORT = {"value": "value", "delta": "\u0394W (last update)", "grad": "gradient"}
 MATRICES = ("W_xh", "W_hh", "W_hy")
 TITLES = {"W_xh": "W_xh  (unit \u00d7 input)", "W_hh": "W_hh  (unit \u00d7 unit)",
           "W_hy": "W_hy\u1d40  (unit \u00d7 output)"}
@@ -75,10 +76,25 @@ class WeightsPanel(Panel):
         which = self.matrix_box.currentData()
         return (which,) if which else MATRICES
 
+    def arrangement(self):
+        """"stack" (gate blocks one under the other, matrices side by side) or "row" (every
+        block side by side: short, wide docks), from the view's shape."""
+        w, h = self.width(), self.height() - 36           # the view: all but the tool bar
+        return "row" if h > 0 and w >= 1.8 * h else "stack"
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self._structure is not None and self._structure[-1] != self.arrangement():
+            self._structure = None
+            self.drawn = None              # rebuilt on the next timer tick
+
     def _ensure_structure(self, snap):
         mats = tuple(m for m in self._matrices() if m in snap.params)
+        gates = snap.gate_names or ("",)
+        G = len(gates)
+        arr = self.arrangement() if G > 1 else "stack"
         key = (snap.cell, snap.n_hidden, tuple(snap.params[m].shape for m in mats),
-               snap.gate_names, mats)
+               snap.gate_names, mats, arr)
         if key == self._structure:
             return
         self._structure = key
@@ -86,33 +102,47 @@ class WeightsPanel(Panel):
         self.blocks.clear()
         self.bars.clear()
         self.shown.clear()
+        self._names = ([], [])
         self.message = None
         H = snap.n_hidden
-        gates = snap.gate_names or ("",)
+        layout = self.view.ci.layout
         first_plot = None
-        G = len(gates)
-        for col, m in enumerate(mats):
+        offset = 0                                   # "row": first grid column of a matrix
+        for ci, m in enumerate(mats):
             rows = gates if m in ("W_xh", "W_hh") else ("",)
             ncols = snap.params[m].shape[1] if m != "W_hy" else snap.params[m].shape[0]
+            stretch = int(np.clip(ncols, max(12, H // 4), H))
             above = None
             for r, g in enumerate(rows):
                 label = f"{m}[{g}]" if g else m
-                span = G if len(rows) == 1 else 1      # W_hy spans every gate row
-                plot = self.view.addPlot(row=r, col=col, rowspan=span)
+                if arr == "stack":
+                    row, col, span = r, ci, (G if len(rows) == 1 else 1)
+                    first_in_row, last_in_col = ci == 0, r == len(rows) - 1
+                else:
+                    row, col, span = 0, offset + r, 1
+                    first_in_row, last_in_col = col == 0, True
+                plot = self.view.addPlot(row=row, col=col, rowspan=span)
                 style_plot(plot)
                 bv = BlockView(self, plot, m, label, r if g else None, H, ncols)
                 self.blocks[label] = bv
                 left = plot.getAxis("left")
-                left.setWidth(44 if col == 0 else 30)
-                if r == 0:
-                    plot.setTitle(TITLES[m], size="9pt")
-                if col == 0:
-                    plot.setLabel("left", f"{g} \u00b7 unit" if g else "unit", **LABEL_STYLE)
-                if r == len(rows) - 1:
-                    plot.setLabel("bottom", BOTTOM[m], **LABEL_STYLE)
+                if first_in_row:
+                    left.setWidth(44)
+                    text = (g or "unit") if arr == "stack" else "unit"
+                    plot.setLabel("left", text, **LABEL_STYLE)
                 else:
+                    left.setStyle(showValues=False)
+                    left.setWidth(4 if arr == "row" else 30)
+                if arr == "row":
+                    plot.setTitle(f"{m}[{g}]" if g else TITLES[m], size="9pt")
+                    plot.setLabel("bottom", BOTTOM[m], **LABEL_STYLE)   # all: same heights
+                elif r == 0:
+                    plot.setTitle(TITLES[m], size="9pt")
+                if arr == "stack" and not last_in_col:
                     plot.getAxis("bottom").setStyle(showValues=False)
                     plot.getAxis("bottom").setHeight(6)
+                elif arr == "stack":
+                    plot.setLabel("bottom", BOTTOM[m], **LABEL_STYLE)
                 if first_plot is None:
                     first_plot = plot
                 else:
@@ -120,13 +150,18 @@ class WeightsPanel(Panel):
                 if above is not None:
                     plot.setXLink(above)
                 above = plot
+                if arr == "row":
+                    layout.setColumnStretchFactor(col, stretch)
             cb = color_bar(self.cmap, orientation="horizontal", width=10)
-            self.view.addItem(cb, row=G, col=col)
+            if arr == "stack":
+                self.view.addItem(cb, row=G, col=ci)
+                layout.setColumnStretchFactor(ci, stretch)
+            else:
+                self.view.addItem(cb, row=1, col=offset, colspan=len(rows))
             self.bars[m] = cb
-            stretch = int(np.clip(ncols, max(12, H // 4), H))
-            self.view.ci.layout.setColumnStretchFactor(col, stretch)
-        for r in range(G):
-            self.view.ci.layout.setRowStretchFactor(r, 1)
+            offset += len(rows)
+        for r in range(G if arr == "stack" else 1):
+            layout.setRowStretchFactor(r, 1)
         self.on_unit_selected(self.selection.unit)
 
     # ------------------------------------------------------------ drawing
@@ -136,7 +171,12 @@ class WeightsPanel(Panel):
 
     def redraw(self, snap):
         self._ensure_structure(snap)
-        self._names = (input_names(snap), output_names(snap))
+        names = (input_names(snap), output_names(snap))
+        if names != self._names:
+            self._names = names
+            for bv in self.blocks.values():
+                bv.name_columns(names[1] if bv.matrix == "W_hy" else
+                                names[0] if bv.matrix == "W_xh" else None)
         src, mode = self._source(snap)
         for m in {b.matrix for b in self.blocks.values()}:
             a = src.get(m)
@@ -153,7 +193,7 @@ class WeightsPanel(Panel):
                 bv.image.setImage(img, levels=(-lv, lv), autoLevels=False)
             cb = self.bars[m]
             cb.setLevels((-lv, lv))
-            cb.getAxis("bottom").setLabel(f"{m} {MODES[mode].lower()}  (\u00b1{fmt(lv)})",
+            cb.getAxis("bottom").setLabel(f"{m} {SHORT[mode]}  (\u00b1{fmt(lv)})",
                                           **LABEL_STYLE)
 
     # ------------------------------------------------------------ interaction
@@ -232,6 +272,14 @@ class BlockView:
         plot.showGrid(x=False, y=False)
         self.row_mark = _outline(plot)
         self.col_mark = _outline(plot) if matrix == "W_hh" else None
+
+    def name_columns(self, names):
+        """Named ticks at the column centres when there are few columns (inputs, outputs)."""
+        axis = self.plot.getAxis("bottom")
+        if names is not None and self.ncols <= 12:
+            axis.setTicks([[(i + 0.5, n) for i, n in enumerate(names[:self.ncols])]])
+        else:
+            axis.setTicks(None)
 
     def mark(self, unit):
         u = min(max(int(unit), 0), self.H - 1)
