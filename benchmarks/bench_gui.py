@@ -30,6 +30,9 @@ def parse():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
     p.add_argument("--repeats", type=int, default=2, help="headless/windowed pairs")
+    p.add_argument("--layout", choices=("floating", "default"), default="floating",
+                   help="floating: every panel in its own visible window (all panels open); "
+                        "default: the window's own layout (tabbed panels are not drawn)")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args()
 
@@ -117,10 +120,11 @@ def main():
     win = MainWindow(config, interactive=False, restore_settings=False)
     win.resize(1400, 900)
     win.show()
-    for dock in win.docks.values():                     # every panel open and visible
-        dock.setFloating(True)
-        dock.resize(640, 420)
-        dock.show()
+    if args.layout == "floating":
+        for dock in win.docks.values():                 # every panel open and visible
+            dock.setFloating(True)
+            dock.resize(640, 420)
+            dock.show()
     win.start()
     if not wait_until(lambda: win.snapshot is not None or win.errors, 600):
         sys.exit("timed out waiting for the kernels")
@@ -135,8 +139,10 @@ def main():
     med = statistics.median
     head = med(runs["headless"])
     w = runs["window"]
-    fps = {n: med(r["fps"][n] for r in w) for n in win.panels}
-    out = {"config": config.to_dict(), "panels": len(win.panels),
+    shown = [n for n, p in win.panels.items() if p.frames]
+    fps = {n: med(r["fps"][n] for r in w) for n in shown}
+    out = {"config": config.to_dict(), "panels": len(shown), "layout": args.layout,
+           "load_average": os.getloadavg(),
            "headless_steps_per_s": head,
            "window_steps_per_s": med(r["steps_per_s"] for r in w),
            "latency_p50_ms": med(r["latency_p50_ms"] for r in w),
@@ -145,8 +151,9 @@ def main():
            "fps_min": min(fps.values()), "fps_median": med(fps.values()), "fps": fps,
            "runs": runs}
     out["throughput_ratio"] = out["window_steps_per_s"] / head
-    print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(win.panels)} "
-          f"panels, {args.repeats}x{args.seconds:g} s, medians:")
+    print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(shown)} panels "
+          f"drawn ({args.layout} layout), {args.repeats}x{args.seconds:g} s, medians; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")
     print(f"  training  headless {head:8.1f} steps/s   window {out['window_steps_per_s']:8.1f} "
           f"steps/s   ratio {100 * out['throughput_ratio']:.0f}%  (goal >= 80%)")
     print(f"  latency   p50 {out['latency_p50_ms']:.1f} ms   p99 {out['latency_p99_ms']:.1f} ms"

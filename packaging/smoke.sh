@@ -64,6 +64,7 @@ report "bundle size (unpacked)" "${SIZE_MB} MB"
 du -sm "$INTERNAL"/* | sort -rn | sed -n '1,6s|'"$INTERNAL"'/|   |p'
 VERSION=$("$APP" --version) || fail "--version"
 [[ "$VERSION" == rnnviewer\ * ]] || fail "--version printed: $VERSION"
+"$APP" train --help > "$OUT/train-help.log" 2>&1 || { cat "$OUT/train-help.log"; fail "train --help"; }
 
 echo "== frozen --self-test, cold numba cache"
 export QT_QPA_PLATFORM=offscreen

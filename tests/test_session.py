@@ -251,3 +251,29 @@ def test_history_buffers_grow_without_changing_old_views():
     assert len(full["step"]) == 1500 and full["step"][-1] == 1499
     h2 = History(h.arrays(copy=True))
     np.testing.assert_array_equal(h2.arrays()["train_loss"], full["train_loss"])
+
+
+def test_requested_analyses_run_in_snapshots_without_touching_training():
+    from rnnviewer.training.analyses import register_analysis
+    calls = []
+
+    @register_analysis("test_probe_mean", min_interval=0.0)
+    def probe_mean(ctx, options):
+        calls.append(ctx.step)
+        return {"mean": ctx.probe.h.mean(axis=(0, 1)) * options.get("scale", 1.0),
+                "noise": ctx.rng.standard_normal(3)}
+
+    a, b = make(), make()
+    a.analysis_requests = {"test_probe_mean": {"scale": 2.0}}
+    snaps = []
+    a.add_callback("on_snapshot", snaps.append)
+    a.run(max_steps=4)
+    b.run(max_steps=4)
+    res = snaps[-1].extra["test_probe_mean"]
+    assert res["error"] is None and res["step"] == 4 and res["options"] == {"scale": 2.0}
+    np.testing.assert_allclose(res["mean"], 2.0 * snaps[-1].probe.h.mean(axis=(0, 1)))
+    assert not res["mean"].flags.writeable
+    assert calls == [1, 2, 3, 4]
+    for k in a.model.params:          # analyses draw from their own generator
+        np.testing.assert_array_equal(a.model.params[k], b.model.params[k])
+    assert make().snapshot().extra == {}

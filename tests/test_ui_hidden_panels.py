@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from rnnviewer.engine import Model
-from rnnviewer.engine.analysis import PCAProjector, gate_saturation
+from rnnviewer.engine.analysis import PCAProjector, gate_saturation, top_k_contexts
 from rnnviewer.training.analyses import (AnalysisContext, AnalysisRunner, _freeze,
                                          registered_analyses)
 from rnnviewer.training.analyses_hidden import contexts_all_units
@@ -333,6 +333,25 @@ def test_unit_selection_propagates_between_the_panels(qtbot, runs):
 
 
 @pytest.mark.parametrize("cls", PANELS, ids=lambda c: c.object_name)
+def test_panels_follow_new_runs_of_other_cells_and_sizes(qtbot, runs, cls):
+    panel = show(qtbot, cls)
+    order = [("lstm", 0), ("rnn", 1), ("gru", 2), ("lstm", 3)]
+    small = make_session("gru")
+    s4 = TrainingSession(small.config, task=small.task,
+                         model=Model("gru", small.task.n_in, 4, small.task.n_out,
+                                     backend="numpy"))
+    snap4 = dataclasses.replace(s4.snapshot(), run_id=9)
+    for cell, run in order:
+        snap = dataclasses.replace(runs[cell][2], run_id=run)
+        feed(panel, snap)
+        assert panel.error is None
+    panel.select_unit(5)                                      # a unit the next model lacks
+    feed(panel, snap4)                                        # a GRU with 4 units
+    assert panel.error is None and panel.drawn is snap4
+    assert panel.data_arrays()
+
+
+@pytest.mark.parametrize("cls", PANELS, ids=lambda c: c.object_name)
 def test_exports_write_pictures_and_data(qtbot, runs, tmp_path, cls):
     _, snaps, last = runs["lstm"]
     panel = show(qtbot, cls)
@@ -371,6 +390,29 @@ def test_contexts_all_units_on_a_hand_built_case():
     np.testing.assert_array_equal(out["max_positions"][1, 0], [1, 2])
     assert out["max_values"][1, 0] == pytest.approx(0.3)
     assert out["before"] == 2 and out["after"] == 1 and out["n_sequences"] == 2
+
+
+def test_contexts_all_units_equal_the_full_search():
+    """The search restricted to the sequences that can hold a top-k context finds exactly
+    what top_k_contexts finds over all sequences (ties included)."""
+    rng = np.random.default_rng(0)
+    for trial in range(12):
+        N, T = int(rng.integers(1, 9)), int(rng.integers(1, 12))
+        acts = rng.normal(size=(N, T, 2))
+        if trial % 3 == 0:
+            acts = np.round(acts, 1)                          # many ties
+        labels = rng.choice(list("xyz"), size=(N, T))
+        k, before, after = int(rng.integers(1, 5)), int(rng.integers(0, 3)), 1
+        out = contexts_all_units(acts, labels, k, before, after)
+        where = np.arange(N * T).reshape(N, T)
+        for mode in ("max", "min"):
+            for u in range(2):
+                c = top_k_contexts(acts, u, k=k, before=before, after=after, inputs=where,
+                                   mode=mode)
+                n = len(c.values)
+                np.testing.assert_array_equal(out[f"{mode}_positions"][u, :n], c.positions)
+                assert np.all(out[f"{mode}_positions"][u, n:] == -1)
+                np.testing.assert_allclose(out[f"{mode}_windows"][u, :n], c.windows)
 
 
 def test_top_contexts_analysis_matches_the_model(runs):

@@ -195,12 +195,29 @@ def test_weights_layout_is_readable_at_H128_with_a_text_task(qtbot):
         assert bv.image.image.shape[0] == 128
 
 
+def test_weights_row_arrangement_in_a_wide_short_dock(qtbot, runs):
+    snap = runs["lstm"][-1]
+    panel = show(qtbot, WeightsPanel, size=(1300, 300))
+    feed(panel, [snap])
+    assert panel.arrangement() == "row" and len(panel.blocks) == 9
+    qtbot.wait(10)
+    rects = {k: b.plot.getViewBox().sceneBoundingRect() for k, b in panel.blocks.items()}
+    tops = {round(r.top()) for r in rects.values()}
+    assert len(tops) == 1                                 # one row, images aligned
+    assert min(r.height() for r in rects.values()) >= 100
+    panel.resize(700, 600)                                # taller: gate blocks stacked
+    qtbot.waitUntil(lambda: panel._structure is not None and panel._structure[-1] == "stack",
+                    timeout=3000)
+    assert len({round(b.plot.getViewBox().sceneBoundingRect().top())
+                for b in panel.blocks.values()}) == 4
+
+
 # ------------------------------------------------------------------ spectrum
 @pytest.mark.parametrize("cell", CELLS)
 def test_spectrum_eigenvalues_equal_numpy(qtbot, runs, cell):
     snaps = runs[cell]
     panel = show(qtbot, SpectrumPanel)
-    panel.throttle.ratio = 0                 # compute for every snapshot
+    panel.throttle.ratio = panel.throttle.min_interval = 0    # compute for every snapshot
     feed(panel, snaps)
     snap = snaps[-1]
     gate = panel.current_gate()
@@ -231,12 +248,23 @@ def test_spectrum_eigenvalues_equal_numpy(qtbot, runs, cell):
 def test_spectrum_resets_on_a_new_run_and_skips_repeats(qtbot, runs):
     snaps = runs["rnn"]
     panel = show(qtbot, SpectrumPanel)
-    panel.throttle.ratio = 0
+    panel.throttle.ratio = panel.throttle.min_interval = 0
     feed(panel, snaps[:2] + [dataclasses.replace(snaps[1], serial=99)])
     assert panel.tracks["W_hh"].steps == [snaps[0].step, snaps[1].step]
     new = dataclasses.replace(snaps[0], run_id=snaps[0].run_id + 1)
     feed(panel, [new])
     assert panel.tracks["W_hh"].steps == [snaps[0].step]
+
+
+def test_spectrum_is_throttled_and_catches_up(qtbot, runs):
+    snaps = runs["gru"]
+    panel = show(qtbot, SpectrumPanel)
+    panel.throttle.min_interval = 10.0                   # seconds between computations
+    feed(panel, snaps)
+    assert panel.tracks["W_hh[n]"].steps == [snaps[0].step]
+    assert panel.drawn is None                           # the newest is still to do
+    panel.throttle.min_interval = 0.0
+    qtbot.waitUntil(lambda: panel.tracks["W_hh[n]"].steps[-1] == snaps[-1].step, timeout=3000)
 
 
 def test_throttle_limits_expensive_work():

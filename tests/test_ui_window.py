@@ -433,3 +433,38 @@ def test_every_control_has_a_tooltip(qtbot):
             getattr(w, "defaultAction", None) and w.defaultAction() and
             w.defaultAction().toolTip()))]
         assert missing == [], [type(w).__name__ for w in missing]
+
+
+def test_visible_panels_get_their_worker_side_analyses(window, qtbot):
+    from PySide6.QtWidgets import QDockWidget
+    from rnnviewer.training.analyses import register_analysis
+
+    @register_analysis("test_unit_count", min_interval=0.0)
+    def unit_count(ctx, options):
+        return {"n": ctx.model.n_hidden * options["times"]}
+
+    class Wants(Panel):
+        title, object_name = "Wants", "wants_test"
+        analyses = ("test_unit_count",)
+
+        def analysis_options(self):
+            return {"times": 3}
+    panel = Wants(window.selection)
+    dock = QDockWidget("Wants", window)
+    dock.setWidget(panel)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.panels["wants_test"] = panel
+    dock.show()
+    qtbot.waitUntil(lambda: "test_unit_count" in window.snapshot.extra, timeout=WAIT)
+    assert window.snapshot.extra["test_unit_count"]["n"] == 8 * 3     # while paused
+    dock.close()
+    qtbot.waitUntil(lambda: "test_unit_count" not in window._sent_requests, timeout=WAIT)
+
+
+def test_saving_where_it_cannot_shows_the_problem(window, qtbot, tmp_path, shown_errors):
+    target = tmp_path / "no" / "such" / "folder" / "s.npz"
+    window.save_session(str(target))
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    assert "s.npz" in shown_errors[0][1] and "cannot save" in shown_errors[0][1]
+    assert not target.exists()
+    shown_errors.clear()

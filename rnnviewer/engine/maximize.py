@@ -30,6 +30,7 @@ class MaximizeResult:
     t: int                         # the objective's timestep, in [0, T)
     target: str                    # "hidden" or "output"
     history: np.ndarray            # (steps run,) best objective over the restarts per step
+    #                                (real: activation - l2 term; one-hot: the relaxed one)
     restart_values: np.ndarray     # (restarts,) final value of every restart
     distribution: np.ndarray | None = None   # (T, I) softmax at the end (onehot)
     argmax: np.ndarray | None = None         # (T,) the chosen symbols (onehot)
@@ -97,7 +98,7 @@ def maximize_activation(model, unit, t=-1, length=20, *, target="hidden", onehot
     dt = model.dtype
 
     def run(x):
-        """Unit values (R', T) along x, and d unit[t] / dx (R', T, I) if needed."""
+        """Unit values (R', T) along x and d unit[t] / dx (R', T, I)."""
         tr = model.forward(x.astype(dt))
         src = tr.h if target == "hidden" else tr.y
         seed_ = np.zeros(src.shape, dt)
@@ -145,7 +146,7 @@ def maximize_activation(model, unit, t=-1, length=20, *, target="hidden", onehot
         if progress is not None and ((k + 1) % report_every == 0 or k + 1 == steps):
             progress((k + 1) / steps, history[-1])
 
-    distribution = argmax = chars = None
+    distribution = argmax = None
     if onehot:
         distribution = _softmax(z / tau)
         argmax = distribution.argmax(-1)                      # (R, T)

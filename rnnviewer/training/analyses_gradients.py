@@ -135,7 +135,7 @@ def attribute(model, probe, loss_name, options):
     return out
 
 
-@register_analysis("saliency", min_interval=0.25)
+@register_analysis("saliency", min_interval=0.3)
 def saliency_analysis(ctx, options):
     """Per-timestep attribution of the first probe sequence (see `attribute`)."""
     loss_name = getattr(ctx.task, "loss", "mse")

@@ -382,7 +382,7 @@ class MainWindow(QMainWindow):
         out = {}
         for panel in self.panels.values():
             names = getattr(panel, "analyses", ())
-            if names and (panel.isVisible() or self.all_analyses):
+            if names and (panel.is_shown() or self.all_analyses):
                 opts = panel.analysis_options() if hasattr(panel, "analysis_options") else {}
                 for name in names:
                     out[name] = dict(opts or {})
@@ -591,7 +591,7 @@ class MainWindow(QMainWindow):
         folder.mkdir(parents=True, exist_ok=True)
         out = []
         for name, panel in self.panels.items():
-            if self.docks[name].isVisible():
+            if panel.is_shown():
                 out.append(panel.export_image(folder / f"{name}.png"))
         return out
 

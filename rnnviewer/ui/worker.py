@@ -238,7 +238,10 @@ class TrainingWorker(QObject):
     def _cmd_save(self, path):
         if self.session is None:
             raise RnnviewerError("nothing to save yet")
-        self.session.save(path)
+        try:
+            self.session.save(path)
+        except OSError as e:
+            raise RnnviewerError(f"{path}: cannot save there ({e.strerror or e})") from None
         self.saved.emit(path)
 
     def _cmd_running(self, running):

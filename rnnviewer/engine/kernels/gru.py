@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_single_thread, chunks, gemm, matmul_rows,
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
     prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
@@ -24,6 +24,7 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 @njit(inline="always")
 def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
     """Batch rows b0..b1. xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
+    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 3 * H
     I = W_xhT.shape[0]
@@ -61,6 +62,7 @@ def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur,
                 hn[b, t, j] = hnj
                 h[b, t, j] = hj
                 hc[j] = hj
+    blas_local_threads(prev_threads)
 
 
 @njit(inline="always")
@@ -69,6 +71,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     """BPTT for batch rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
     [dr, dz, dn * r], dan (B,T,H) dL/d(input pre-activation of n). This chunk's gradients
     go to gW_xh (3H,I) (gWxT (I,3H) for one-hot rows), gW_hh, gb_xh, gb_hh (all zeroed)."""
+    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 3 * H
     I = W_xh.shape[1]
@@ -134,6 +137,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
         gemm(True, False, H, I, rows, 1.0, dan, R0 * H, H, x, R0 * I, I, 1.0, gW_xh, 2 * H * I, I)
     gemm(False, False, rows, I, 2 * H, 1.0, dhh, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
     gemm(False, False, rows, I, H, 1.0, dan, R0 * H, H, W_xh, 2 * H * I, I, 1.0, dx, R0 * I, I)
+    blas_local_threads(prev_threads)
 
 
 # ------------------------------------------------------------------ jitted variants
@@ -249,7 +253,6 @@ def _weights(p):
 
 def forward(p, x, h0, c0=None):
     """x (B,T,I) or (B,T) ids, h0 (B,H) -> dict(h, c=None, gates {r,z,n} (B,T,H), cache)."""
-    blas_single_thread()
     W_xh, W_hh, b_xh, b_hh = _weights(p)
     dt = W_hh.dtype
     G, I = W_xh.shape
@@ -281,7 +284,6 @@ def backward(p, x, out, dh_out):
 
     Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0" (B,H).
     """
-    blas_single_thread()
     W_xh, W_hh, _, _ = _weights(p)
     dt = W_hh.dtype
     G, I = W_xh.shape

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_single_thread, chunks, gemm, matmul_rows,
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
     prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
@@ -25,6 +25,7 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
               b0, b1):
     """Rows b0..b1 of the batch. xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) per chunk."""
+    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
     I = W_xhT.shape[0]
@@ -66,6 +67,7 @@ def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, h
                 h[b, t, j] = hj
                 cc[j] = cj
                 hc[j] = hj
+    blas_local_threads(prev_threads)
 
 
 @njit(inline="always")
@@ -74,6 +76,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
     Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
     gb (4H) (the same for b_xh and b_hh), all zeroed by the caller."""
+    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
     I = W_xh.shape[1]
@@ -133,6 +136,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
     else:
         gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 1.0, gW_xh, 0, I)
     gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
+    blas_local_threads(prev_threads)
 
 
 
@@ -253,7 +257,6 @@ def _weights(p):
 
 def forward(p, x, h0, c0):
     """x (B,T,I) or (B,T) ids, h0, c0 (B,H) -> dict(h, c (B,T,H), gates {i,f,g,o}, cache)."""
-    blas_single_thread()
     W_xh, W_hh, b_xh, b_hh = _weights(p)
     dt = W_hh.dtype
     G, I = W_xh.shape
@@ -283,7 +286,6 @@ def backward(p, x, out, dh_out):
 
     Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0", "c0" (B,H).
     """
-    blas_single_thread()
     W_xh, W_hh, _, _ = _weights(p)
     dt = W_hh.dtype
     G, I = W_xh.shape

@@ -90,15 +90,19 @@ class UnitSelection(QObject):
 
 
 class FramePacer(QObject):
-    """Keeps the GUI responsive whatever the panels cost (their redraws and their painting):
-    a 50 ms timer measures how late the event loop runs and scales every panel's redraw
-    interval (Panel.pace_factor) up while it is late, and back down when it is not."""
+    """Keeps the GUI responsive whatever the panels cost (their redraws and the painting
+    that follows): every 100 ms it measures the share of the GUI thread's CPU time
+    (time.thread_time) and, while that share is high, scales every panel's redraw
+    interval up (Panel.pace_factor), and back down when it is low. Waiting for the CPU
+    or the GIL does not count: drawing less would not help then."""
 
-    TICK_MS = 50
+    TICK_MS = 100
+    HIGH, LOW = 0.5, 0.3      # busy shares of the GUI thread that slow down / speed up
+    MAX_FACTOR = 20.0
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.lateness = 0.0            # smoothed, seconds
+        self.busy = 0.0                # smoothed share of wall time the GUI thread computes
         self._last = None
         self._timer = QTimer(self)
         self._timer.setInterval(self.TICK_MS)
@@ -107,14 +111,16 @@ class FramePacer(QObject):
 
     @Slot()
     def _on_timer_timeout(self):
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.thread_time())
         if self._last is not None:
-            late = max(0.0, now - self._last - self.TICK_MS / 1000)
-            self.lateness = 0.8 * self.lateness + 0.2 * late
+            wall = now[0] - self._last[0]
+            if wall > 0:
+                share = min(1.0, (now[1] - self._last[1]) / wall)
+                self.busy = 0.7 * self.busy + 0.3 * share
             f = Panel.pace_factor
-            if self.lateness > 0.010:
-                f = min(f * 1.25, 30.0)
-            elif self.lateness < 0.003:
+            if self.busy > self.HIGH:
+                f = min(f * 1.2, self.MAX_FACTOR)
+            elif self.busy < self.LOW:
                 f = max(f / 1.1, 1.0)
             Panel.pace_factor = f
         self._last = now
@@ -220,9 +226,13 @@ class Panel(QWidget):
             self.error = None
             self.frames += 1
 
+    def is_shown(self):
+        """True if some of the panel is on screen (not closed, not a hidden tab)."""
+        return _visible(self)
+
     @Slot()
     def _on_timer_timeout(self):
-        if self.snapshot is not self.drawn and self.isVisible():
+        if self.snapshot is not self.drawn and self.is_shown():
             t0 = time.perf_counter()
             self.redraw_now(raise_errors=False)
             self._pace(time.perf_counter() - t0)
@@ -233,7 +243,7 @@ class Panel(QWidget):
         self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * seconds
         visible = sum(1 for p in list(Panel._live) if _visible(p)) or 1
         ms = int(1000 * 2.0 * self.redraw_seconds * visible)
-        interval = min(int(max(self.redraw_interval_ms, ms) * Panel.pace_factor), 3000)
+        interval = min(int(max(self.redraw_interval_ms, ms) * Panel.pace_factor), 2000)
         if abs(interval - self._timer.interval()) > 0.1 * self._timer.interval():
             self._timer.setInterval(interval)
 
@@ -306,8 +316,9 @@ class Panel(QWidget):
 
 
 def _visible(widget):
+    """Visible and not covered: a dock tabbed behind another has an empty visible region."""
     try:
-        return widget.isVisible()
+        return widget.isVisible() and not widget.visibleRegion().isEmpty()
     except RuntimeError:   # its C++ side is already deleted
         return False
 

@@ -12,14 +12,22 @@ from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSpinBox
 # One colour per gate, by name (GRU r z n, LSTM i f g o).
 GATE_COLORS = {"i": "#1f77b4", "f": "#ff7f0e", "g": "#2ca02c", "o": "#d62728",
                "r": "#9467bd", "z": "#8c564b", "n": "#17becf"}
-GATE_TITLES = {"i": "input gate i", "f": "forget gate f", "g": "candidate g (tanh)",
-               "o": "output gate o", "r": "reset gate r", "z": "update gate z",
-               "n": "candidate n (tanh)"}
+GATE_TITLES = {"i": "input i", "f": "forget f", "g": "candidate g", "o": "output o",
+               "r": "reset r", "z": "update z", "n": "candidate n"}
 # A few distinct light colours for the extra units a trajectory plot shows.
 UNIT_COLORS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974", "#64b5cd",
                "#8c8c8c", "#e377c2", "#bcbd22", "#17becf"]
 VIRIDIS = pg.colormap.get("viridis")
 STATE_TITLES = {"h": "hidden state h", "c": "cell state c"}
+
+
+def refresh(panel):
+    """Redraw `panel`'s newest snapshot after a change of its controls or of the selected
+    unit: now if it is visible, else when it is shown next."""
+    if panel.snapshot is not None:
+        panel.drawn = None
+        if panel.isVisible():
+            panel.redraw_now(raise_errors=False)
 
 
 def probe_state(snap, which="h"):
@@ -171,7 +179,6 @@ def info_label(tooltip):
     label.setToolTip(tooltip)
     label.setMinimumWidth(0)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return label
 
 

@@ -7,9 +7,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._hidden import (STATE_TITLES, VIRIDIS, StableLimit, info_label,
-                                         probe_labels, probe_state, robust_max, sequence_spin,
-                                         set_spin_max, state_combo, sync_state_combo,
-                                         thinned_ticks, tick_metrics)
+                                         probe_labels, probe_state, refresh, robust_max,
+                                         sequence_spin, set_spin_max, state_combo,
+                                         sync_state_combo, thinned_ticks, tick_metrics)
 from rnnviewer.ui.style import COLORS, style_plot
 
 
@@ -76,9 +76,7 @@ class ActivationsPanel(Panel):
         return self.view.scene()
 
     def _refresh(self):
-        if self.snapshot is not None:
-            self.drawn = None
-            self.redraw_now()
+        refresh(self)
 
     @Slot(int)
     def _on_seq_spin_value_changed(self, _):

@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
-                                         probe_labels, sequence_spin, set_spin_max, thinned_ticks,
-                                         tick_metrics, widget_svg)
+                                         probe_labels, refresh, sequence_spin, set_spin_max,
+                                         thinned_ticks, tick_metrics, widget_svg)
 from rnnviewer.ui.style import COLORS, style_plot
 
 LOW, HIGH = 0.1, 0.9
@@ -41,7 +41,9 @@ class GatesPanel(Panel):
         self.info = info_label("The selected unit and its gate values at the pointer")
         self.legend = QLabel("")
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.legend.setToolTip("The selected unit and the colour of each gate")
+        self.legend.setToolTip("The selected unit and the colour of each gate (the candidates "
+                               "g and n are tanh, in [-1, 1]; the gates are sigmoids, in "
+                               "[0, 1])")
         bar.addWidget(self.seq_spin)
         bar.addWidget(self.legend)
         bar.addWidget(self.info, 1)
@@ -170,9 +172,7 @@ class GatesPanel(Panel):
 
     # ------------------------------------------------------------ controls
     def _refresh(self):
-        if self.snapshot is not None:
-            self.drawn = None
-            self.redraw_now()
+        refresh(self)
 
     @Slot(int)
     def _on_seq_spin_value_changed(self, _):
@@ -263,9 +263,11 @@ class GatesPanel(Panel):
         if ring:
             ring = np.array(ring)
             self.sel_ring.setData(ring[:, 0], ring[:, 1])
-        self.info.setText(f"saturated <{LOW} / >{HIGH}: " + ", ".join(
+        text = f"saturated <{LOW} / >{HIGH}: " + ", ".join(
             f"{g} {self._per_unit[g].low[u]:.0%} / {self._per_unit[g].high[u]:.0%}"
-            for g in sigmoid))
+            for g in sigmoid)
+        self.info.setText(text)
+        self.info.setToolTip(f"Unit {u}, share of its gate values on the probe batch {text}")
 
     def _update_ticks(self):
         vb = self.time_plot.getViewBox()

@@ -228,6 +228,7 @@ class HistogramsPanel(Panel):
         self.ranges = {}               # (entry, which, scale) -> (lo, hi)
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
         self._recorded = None
+        self._dirty = False            # a choice changed: draw even without a new record
         self._entries = []
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
                                    anchor=(0.5, 0.5))
@@ -280,10 +281,16 @@ class HistogramsPanel(Panel):
 
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
-        if self._recorded is not snap and (self._recorded is None or self.throttle.due()):
-            self.throttle.run(self.store.add, snap)
-            self._recorded = snap
-            self._sync_entries()
+        if self._recorded is not snap:
+            if self._recorded is not None and not self.throttle.due():
+                self.drawn = None          # not yet: retried on a later timer tick
+                if not self._dirty:
+                    return                 # nothing new to draw
+            else:
+                self.throttle.run(self.store.add, snap)
+                self._recorded = snap
+                self._sync_entries()
+        self._dirty = False
         name = self.entry()
         if name is None:
             return
@@ -342,6 +349,7 @@ class HistogramsPanel(Panel):
 
     @Slot(int)
     def _on_matrix_box_changed(self, _):
+        self._dirty = True
         self.drawn = None
         self.redraw_now()
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSpinBox, QSplitt
                                QVBoxLayout, QWidget)
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import info_label, is_text, probe_labels, widget_svg
+from rnnviewer.ui.panels._hidden import info_label, is_text, probe_labels, refresh, widget_svg
 
 # Diverging map for activations in [-1, 1] (ColorBrewer RdBu): pale near 0 keeps text readable.
 _STOPS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
@@ -179,9 +179,7 @@ class NeuronViewPanel(Panel):
 
     # ------------------------------------------------------------ controls
     def _refresh(self):
-        if self.snapshot is not None:
-            self.drawn = None
-            self.redraw_now()
+        refresh(self)
 
     @Slot(int)
     def _on_unit_spin_value_changed(self, unit):
@@ -244,7 +242,7 @@ class NeuronViewPanel(Panel):
     def _draw_contexts(self, snap, u, H):
         res = snap.extra.get("top_contexts") if snap.extra is not None else None
         mode = self.mode_box.currentData() or "max"
-        key = (id(res), u, mode)
+        key = (id(res), None if res is None else res.get("step"), u, mode)
         if key == self._ctx_key:
             return
         self._ctx_key = key

@@ -92,7 +92,7 @@ class SpectrumPanel(Panel):
             self.plane.addItem(item)
         self.curves = self.view.addPlot(row=0, col=1)
         style_plot(self.curves, left="value", bottom="step")
-        self.curves.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.curves.addLegend(offset=(-5, -5), labelTextSize="8pt")
         self.curves.addLine(y=1.0, pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine))
         self.rho_curve = self.curves.plot(pen=PENS["train"], name="spectral radius \u03c1")
         self.sigma_curve = self.curves.plot(pen=PENS["accent"], name="largest singular value")
@@ -153,7 +153,10 @@ class SpectrumPanel(Panel):
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
         self._sync_gates(snap)
-        if self._computed is not snap and self.throttle.due():
+        if self._computed is not snap:
+            if not self.throttle.due():
+                self.drawn = None          # not yet: retried on a later timer tick
+                return
             self.throttle.run(self._compute, snap)
             self._computed = snap
         self._draw()

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton
 
 from rnnviewer.engine.analysis import PCAProjector
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, sequence_spin,
+from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, refresh, sequence_spin,
                                          set_spin_max, time_brushes)
 from rnnviewer.ui.style import COLORS, style_plot
 
@@ -229,9 +229,7 @@ class StateSpacePanel(Panel):
 
     # ------------------------------------------------------------ controls
     def _refresh(self):
-        if self.snapshot is not None:
-            self.drawn = None
-            self.redraw_now()
+        refresh(self)
 
     @Slot(int)
     def _on_seq_spin_value_changed(self, _):
@@ -338,10 +336,9 @@ class StateSpacePanel(Panel):
         self.start_text.setPos(xy[0, 0], xy[0, 1])
         self.end_text.setPos(xy[-1, 0], xy[-1, 1])
         evr = self.pca.explained_variance_ratio
-        name = "[h, c]" if space == "hc" else "h"
         for axis, i in (("bottom", a), ("left", b)):
             share = f" ({100 * evr[i]:.1f}% of variance)" if i < len(evr) else ""
-            text = f"PC{i + 1} of {name}{share}"
+            text = f"PC{i + 1}{share}"
             if self._axis_text.get(axis) != text:
                 self._axis_text[axis] = text
                 self.plot.setLabel(axis, text)
@@ -389,8 +386,9 @@ class StateSpacePanel(Panel):
         inside = vx0 <= x0 and x1 <= vx1 and vy0 <= y0 and y1 <= vy1
         small = w < 0.45 * (vx1 - vx0) or h < 0.45 * (vy1 - vy0)
         if force or not inside or small:
-            self.plot.setRange(xRange=(x0 - 0.08 * w, x1 + 0.08 * w),
-                               yRange=(y0 - 0.08 * h, y1 + 0.08 * h), padding=0)
+            m = 0.08 if force or small else 0.15     # room to grow before the next jump
+            self.plot.setRange(xRange=(x0 - m * w, x1 + m * w),
+                               yRange=(y0 - m * h, y1 + m * h), padding=0)
 
     @Slot(object, object, object)
     def _on_points_hovered(self, item, points, ev):

@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit
 
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._hidden import (STATE_TITLES, UNIT_COLORS, StableLimit, info_label,
-                                         parse_units, probe_labels, probe_state, robust_max,
-                                         sequence_spin, set_spin_max, state_combo,
+                                         parse_units, probe_labels, probe_state, refresh,
+                                         robust_max, sequence_spin, set_spin_max, state_combo,
                                          sync_state_combo, thinned_ticks, tick_metrics)
 from rnnviewer.ui.style import COLORS, style_plot
 
@@ -111,9 +111,7 @@ class TrajectoriesPanel(Panel):
 
     # ------------------------------------------------------------ controls
     def _refresh(self):
-        if self.snapshot is not None:
-            self.drawn = None
-            self.redraw_now()
+        refresh(self)
 
     @Slot(int)
     def _on_seq_spin_value_changed(self, _):
