@@ -176,7 +176,7 @@ def gemm(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c
 # ---------------------------------------------------------------- per-timestep matmul
 @njit(inline="always")
 def _dot1x4(a, w0, w1, w2, w3, K):
-    s0 = s1 = s2 = s3 = a[0] * 0.0
+    s0 = s1 = s2 = s3 = a.dtype.type(0.0)  # keep float32 sums float32
     for k in range(K):
         x = a[k]
         s0 += x * w0[k]
@@ -203,6 +203,7 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
     N, K = w.shape
     af = a.reshape(a.size)
     cf = c.reshape(c.size)
+    zero = w.dtype.type(0.0)  # a float literal would turn float32 sums into float64
     i = 0
     while i + 3 <= m:
         a0 = af[off_a + i * lda:off_a + i * lda + K]
@@ -212,7 +213,7 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
         j = 0
         while j + 3 <= N:
             w0, w1, w2 = w[j], w[j + 1], w[j + 2]
-            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = a0[0] * 0.0
+            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
             for k in range(K):
                 x0, x1, x2 = w0[k], w1[k], w2[k]
                 y0, y1, y2 = a0[k], a1[k], a2[k]
@@ -237,7 +238,7 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
             j += 3
         while j < N:
             wj = w[j]
-            s0 = s1 = s2 = a0[0] * 0.0
+            s0 = s1 = s2 = zero
             for k in range(K):
                 x = wj[k]
                 s0 += a0[k] * x
@@ -261,7 +262,7 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
             j += 4
         while j < N:
             wj = w[j]
-            s0 = a0[0] * 0.0
+            s0 = zero
             for k in range(K):
                 s0 += a0[k] * wj[k]
             _put(cf, c0 + j, s0, beta)

@@ -48,6 +48,7 @@ def _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
     B, T, H = h.shape
     m = b1 - b0
     dhf, dh0f, daf = dh.reshape(dh.size), dh0.reshape(dh0.size), da.reshape(da.size)
+    one = h.dtype.type(1.0)  # typed: a float literal would compute float32 in float64
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             hb, gb_, dhb, dab = h[b, t], dh_out[b, t], dh[b, t], da[b, t]
@@ -55,12 +56,12 @@ def _bwd_rows(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
                 for j in range(H):
                     g = gb_[j]
                     dhb[j] = g
-                    dab[j] = g * (1.0 - hb[j] * hb[j])
+                    dab[j] = g * (one - hb[j] * hb[j])
             else:  # dh[:, t] already holds da_{t+1} @ W_hh
                 for j in range(H):
                     g = gb_[j] + dhb[j]
                     dhb[j] = g
-                    dab[j] = g * (1.0 - hb[j] * hb[j])
+                    dab[j] = g * (one - hb[j] * hb[j])
         if t > 0:  # dh[:, t-1] = da[:, t] @ W_hh (dh0 at t = 0)
             dst, off, ld = dhf, (b0 * T + t - 1) * H, T * H
         else:

@@ -54,6 +54,8 @@ def decode_text(data: bytes, path, kind="text") -> str:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, "
                         f"offset {e.start}); save it as UTF-8") from None
+    if not text.strip():   # e.g. only a byte order mark, or only Unicode spaces
+        raise DataError(f"{path}: the file holds no {kind} (only a byte order mark or spaces)")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
