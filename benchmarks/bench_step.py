@@ -9,7 +9,8 @@ round runs every (config, worker) pair for about --min-time seconds, in rotating
 and the table reports medians over the rounds. Workers:
 
 - engine: `Model(cell, backend="numba")` + `SGD`, `loss_and_grads` + `step`, as the app
-  trains; text configs (xent) feed integer token ids (the engine's one-hot path).
+  trains; text configs (xent) feed integer token ids (the engine's one-hot path); best
+  of 1 and 2 numba threads (NUMBA_NUM_THREADS; 1 runs the serial kernels), BLAS 1 thread.
 - numpy: the same with `backend="numpy"` (engine/kernels/numpy_cells.py), dense one-hot x;
   best of 1 and 2 OpenBLAS threads.
 - torch: `torch.nn.RNN/GRU/LSTM(batch_first=True)` + `torch.nn.Linear`, `torch.optim.SGD`,
@@ -288,7 +289,8 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="rnnviewer-bench-")
     params_file = os.path.join(tmp.name, "params.npz")
     _initial_params(args.cell, configs, params_file)
-    specs = [("engine", "numba", {"OPENBLAS_NUM_THREADS": "1"})]
+    specs = [("engine/1", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "1"}),
+             ("engine/2", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "2"})]
     if not args.no_numpy:
         specs += [("numpy/1", "numpy", _threads_env(1)), ("numpy/2", "numpy", _threads_env(2))]
     if not args.no_torch:
@@ -335,15 +337,17 @@ def main():
     print()
     print(f"cell={args.cell}: steps/s (median of {args.repeats} interleaved rounds), "
           "GFLOP/s in brackets")
-    head = ["I,H,O,T,B loss", "engine", "PyTorch best", "numpy best", "engine/PyTorch",
+    head = ["I,H,O,T,B loss", "engine best", "PyTorch best", "numpy best", "engine/PyTorch",
             "engine/numpy", "engine % of ceiling"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for k, cfg in enumerate(configs):
         I, H, O, T, B, loss = cfg
         gf = step_flops(args.cell, I, H, O, T, B) / 1e9
-        eng = med["engine", k]
-        cells = [f"{I},{H},{O},{T},{B} {loss}", f"{eng:.0f} ({eng * gf:.0f})"]
+        names = [n for n, _, _ in specs if n.startswith("engine/")]
+        eng = max(med[n, k] for n in names)
+        which = max(names, key=lambda n: med[n, k]).split("/")[1]
+        cells = [f"{I},{H},{O},{T},{B} {loss}", f"{eng:.0f} ({eng * gf:.0f}) [{which}t]"]
         ratios = []
         for side in ("torch", "numpy"):
             names = [n for n, _, _ in specs if n.startswith(side + "/")]
@@ -357,6 +361,13 @@ def main():
                 ratios.append("-")
         cells += ratios + [f"{100 * eng * gf / top:.0f}%"]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print("medians per side (steps/s):")
+    print("| config | " + " | ".join(w.name for w in step_workers) + " |")
+    print("|" + " --- |" * (len(step_workers) + 1))
+    for k, cfg in enumerate(configs):
+        print(f"| {','.join(str(v) for v in cfg[:5])} | "
+              + " | ".join(f"{med[w.name, k]:.0f}" for w in step_workers) + " |")
     print()
     print("raw steps/s per round:")
     for (name, k), v in rates.items():

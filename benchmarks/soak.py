@@ -48,8 +48,9 @@ def rss_kib():
 class Recorder:
     """RSS samples (step, seconds, KiB) taken at multiples of `every` steps."""
 
-    def __init__(self, every):
+    def __init__(self, every, progress=True):
         self.every = every
+        self.progress = progress
         self.next_step = 0
         self.samples = []
         self.t0 = time.monotonic()
@@ -60,6 +61,9 @@ class Recorder:
             kib = rss_kib()
             if kib is not None:
                 self.samples.append((int(step), round(time.monotonic() - self.t0, 2), kib))
+                if self.progress:
+                    print(f"soak: step {step:>7}  RSS {kib / 1024:7.1f} MiB  "
+                          f"{self.samples[-1][1]:8.1f} s", file=sys.stderr, flush=True)
             self.next_step = (step // self.every + 1) * self.every
 
 
@@ -199,6 +203,7 @@ def main(argv=None):
     p.add_argument("--seq-len", type=int, default=50)
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds (default 6 h)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no line per RSS sample")
     args = p.parse_args(argv)
     if args.steps < 2 * args.sample_every:
         p.error("--steps must be at least twice --sample-every")
@@ -207,7 +212,7 @@ def main(argv=None):
     from rnnviewer.training.session import SessionConfig
     config = SessionConfig(task=args.task, cell=args.cell, hidden=args.hidden, batch=args.batch,
                            seq_len=args.seq_len).validate()
-    rec = Recorder(args.sample_every)
+    rec = Recorder(args.sample_every, progress=not args.quiet)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rnnviewer-soak-") as tmp:
         if args.headless:
@@ -222,7 +227,8 @@ def main(argv=None):
               "samples": rec.samples}
     if "error" not in run:
         report["memory"] = summarize(rec.samples, warmup, args.goal / 100)
-        report["steps_per_second"] = round(run["steps"] / max(elapsed, 1e-9), 1)
+        (s0, t0_, _), (s1, t1, _) = rec.samples[0], rec.samples[-1]   # training time only
+        report["steps_per_second"] = round((s1 - s0) / max(t1 - t0_, 1e-9), 1)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     print(format_report(report))
@@ -251,7 +257,8 @@ def format_report(r):
         lines.append(f"FAILED: {r['error']}")
         return "\n".join(lines)
     m = r["memory"]
-    lines.append(f"{r['steps']} steps in {r['seconds']} s ({r['steps_per_second']} steps/s), "
+    lines.append(f"{r['steps']} steps, {r['seconds']} s in all ({r['steps_per_second']} "
+                 "steps/s while training), "
                  f"{len(r['samples'])} RSS samples")
     lines.append("RSS MiB by step: " + ", ".join(
         f"{s}:{kib / 1024:.1f}" for s, _, kib in r["samples"][:: max(1, len(r["samples"]) // 12)]))

@@ -143,17 +143,17 @@ t_cache=-1
 if [ "$WAIT_CACHE" = 1 ] && [ -n "$win" ]; then
     # wait for the first cached kernel; meanwhile keep the newest screenshot that was
     # taken entirely before it appeared (it shows the window while compiling)
-    next_shot=$(( $(now_ms) + 1500 ))
+    next_shot=$(( $(now_ms) + 500 ))
     while [ $(( $(now_ms) - t0 )) -lt 300000 ] && kill -0 $pid 2>/dev/null; do
         if [ -n "$(find "$CACHE" -name '*.nbi' -print -quit 2>/dev/null)" ]; then
             t_cache=$(( $(now_ms) - t0 )); break
         fi
         if [ "$(now_ms)" -gt "$next_shot" ] && command -v import > /dev/null; then
-            import -window root "$SHOT.tmp" 2>/dev/null || true
+            import -window root "png:$SHOT.tmp" 2>/dev/null || true
             if [ -z "$(find "$CACHE" -name '*.nbi' -print -quit 2>/dev/null)" ] && [ -f "$SHOT.tmp" ]; then
                 mv "$SHOT.tmp" "$SHOT"
             fi
-            next_shot=$(( $(now_ms) + 2000 ))
+            next_shot=$(( $(now_ms) + 1500 ))
         fi
         sleep 0.1
     done

@@ -297,7 +297,8 @@ def test_text_and_csv_in_other_encodings_and_binary_formats(tmp_path, good, kind
         "gzip": (__import__("gzip").compress(good[kind]), "binary|not UTF-8"),
         "png": (b"\x89PNG\r\n\x1a\n" + bytes(200), "binary"),
         "npz": (good["checkpoint"], "binary|not UTF-8"),
-        "bom_only": (b"\xef\xbb\xbf", "empty|whitespace|too short|no data"),
+        "bom_only": (b"\xef\xbb\xbf", "holds no (text|CSV)"),
+        "unicode_spaces": ("\u3000\u2003\n".encode() * 9, "holds no (text|CSV)"),
         "crlf_only": (b"\r\n" * 100, "whitespace"),
     }
     for name, (blob, match) in cases.items():

@@ -66,13 +66,14 @@ def force_parallel(monkeypatch, cell):
     """Make the numba kernels split even tiny batches into per-thread chunks."""
     import importlib
 
-    try:
-        mod = importlib.import_module(f"rnnviewer.engine.kernels.{cell}")
-    except ImportError:
-        return
-    for name in ("PARALLEL_MIN_ROWS", "MIN_CHUNK_ROWS"):
-        if hasattr(mod, name):
-            monkeypatch.setattr(mod, name, 1)
+    for module in (cell, "head"):
+        try:
+            mod = importlib.import_module(f"rnnviewer.engine.kernels.{module}")
+        except ImportError:
+            continue
+        for name in ("PARALLEL_MIN_ROWS", "MIN_CHUNK_ROWS"):
+            if hasattr(mod, name):
+                monkeypatch.setattr(mod, name, 1)
 
 
 # ---------------------------------------------------------------- naive reference
@@ -104,17 +105,27 @@ def test_matches_naive_reference(cell, backend, loss, masked):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_parallel_chunks_match_naive(cell, backend, monkeypatch):
-    """Batches split over threads (forced even for a small batch) give the same numbers."""
-    force_parallel(monkeypatch, cell)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_serial_and_parallel_chunks_match_naive(cell, backend, parallel, monkeypatch):
+    """Both losses and Model.backward(dy, dh); batches split over threads (forced even
+    for a small batch) give the same numbers as the serial kernels."""
+    if parallel:
+        force_parallel(monkeypatch, cell)
     B, T, I, H, O = 5, 3, 2, 4, 3
     m = make_model(cell, backend, I, H, O)
-    x, target, mask, h0arg, h0, c0 = problem(cell, B, T, I, H, O, "mse", True)
-    value, grads = m.loss_and_grads(x, target, "mse", h0=h0arg, mask=mask)
-    ref_value, ref, _ = naive.loss_and_grads(cell, m.params, x, target, "mse", h0, c0, mask)
-    assert abs(value - ref_value) <= 1e-10 * max(1.0, abs(ref_value))
-    for k in ref:
-        assert_close(grads[k], ref[k], what=k)
+    for loss in LOSSES:
+        x, target, mask, h0arg, h0, c0 = problem(cell, B, T, I, H, O, loss, True)
+        value, grads = m.loss_and_grads(x, target, loss, h0=h0arg, mask=mask)
+        ref_value, ref, fwd = naive.loss_and_grads(cell, m.params, x, target, loss, h0, c0, mask)
+        assert abs(value - ref_value) <= 1e-10 * max(1.0, abs(ref_value))
+        for k in ref:
+            assert_close(grads[k], ref[k], what=k)
+        assert_close(m.forward(x, h0=h0arg).y, fwd["y"], what="y")
+        dy = naive.loss_grad(fwd["y"], target, loss, mask)
+        g = m.backward(m.forward(x, h0=h0arg), dy=dy, dh=np.ones((B, T, H)))
+        ref = naive.backward(cell, m.params, x, h0, c0, fwd, dy=dy, dh_extra=np.ones((B, T, H)))
+        for k in ref:
+            assert_close(g[k], ref[k], what=k)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -468,3 +468,22 @@ def test_saving_where_it_cannot_shows_the_problem(window, qtbot, tmp_path, shown
     assert "s.npz" in shown_errors[0][1] and "cannot save" in shown_errors[0][1]
     assert not target.exists()
     shown_errors.clear()
+
+
+def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
+    import gc
+    from rnnviewer.ui import gcguard
+    from rnnviewer.ui.gcguard import GuiThreadGC
+    assert gc.isenabled(), [g.parent() for g in gcguard._ACTIVE]
+    guard = GuiThreadGC(interval_ms=10)
+    assert not gc.isenabled()                     # no collection in the worker thread
+
+    class Cycle:
+        pass
+    for _ in range(gc.get_threshold()[0] + 10):
+        c = Cycle()
+        c.me = c
+    del c
+    qtbot.waitUntil(lambda: guard.collections > 0, timeout=5000)
+    guard.stop()
+    assert gc.isenabled()

@@ -4,7 +4,6 @@ through the engine API, the tasks, the training session and the headless CLI."""
 import io
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

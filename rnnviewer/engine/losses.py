@@ -18,15 +18,39 @@ def _weights(mask, B, T, dtype):
     return w, float(w.sum())
 
 
+def check_mse_target(target, shape, dtype):
+    """The mse target as a C-contiguous array of `dtype` with the shape of y."""
+    try:
+        target = np.ascontiguousarray(target, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ConfigError("mse target must hold numbers") from None
+    if target.shape != tuple(shape):
+        raise ConfigError(f"mse target has shape {target.shape}, expected {tuple(shape)}")
+    return target
+
+
+def check_xent_target(target, shape):
+    """The xent target (B, T) as C-contiguous int64 class ids in [0, O); shape is y's."""
+    B, T, O = shape
+    target = np.asarray(target)
+    if target.shape != (B, T):
+        raise ConfigError(f"xent target has shape {target.shape}, expected {(B, T)}")
+    if not np.issubdtype(target.dtype, np.integer):
+        raise ConfigError("xent target must hold integer class ids")
+    if target.size and (target.min() < 0 or target.max() >= O):
+        raise ConfigError(f"xent target ids must lie in [0, {O})")
+    return np.ascontiguousarray(target, dtype=np.int64)
+
+
+def check_target(loss, target, shape, dtype):
+    return check_mse_target(target, shape, dtype) if loss == "mse" else \
+        check_xent_target(target, shape)
+
+
 def mse(y, target, mask=None):
     """Mean squared error over all B*T*O elements (masked positions dropped)."""
     B, T, O = y.shape
-    try:
-        target = np.asarray(target, dtype=y.dtype)
-    except (TypeError, ValueError):
-        raise ConfigError("mse target must hold numbers") from None
-    if target.shape != y.shape:
-        raise ConfigError(f"mse target has shape {target.shape}, expected {y.shape}")
+    target = check_mse_target(target, y.shape, y.dtype)
     w, count = _weights(mask, B, T, y.dtype)
     diff = y - target  # (B, T, O)
     wdiff = diff if w is None else diff * w[:, :, None]
@@ -44,13 +68,7 @@ def log_softmax(y):
 def xent(y, target, mask=None):
     """Softmax cross-entropy; target (B, T) class ids; mean over (masked) positions."""
     B, T, O = y.shape
-    target = np.asarray(target)
-    if target.shape != (B, T):
-        raise ConfigError(f"xent target has shape {target.shape}, expected {(B, T)}")
-    if not np.issubdtype(target.dtype, np.integer):
-        raise ConfigError("xent target must hold integer class ids")
-    if target.size and (target.min() < 0 or target.max() >= O):
-        raise ConfigError(f"xent target ids must lie in [0, {O})")
+    target = check_xent_target(target, y.shape)
     w, count = _weights(mask, B, T, y.dtype)
     logp = log_softmax(y)  # (B, T, O)
     picked = np.take_along_axis(logp, target[..., None], axis=-1)[..., 0]  # (B, T)
@@ -66,3 +84,4 @@ def xent(y, target, mask=None):
 
 
 LOSSES = {"mse": mse, "xent": xent}
+weights = _weights  # public name for the numba backend's fused readout + loss

@@ -95,6 +95,11 @@ class Model:
             self.params = {}
             self.set_params(params)
         self._fwd, self._bwd, self._step = get_cell(cell, backend)
+        self._head = None  # numba readout + fused losses (kernels/head.py)
+        if backend == "numba":
+            from rnnviewer.engine.kernels import head
+
+            self._head = head
 
     # ------------------------------------------------------------ construction
     @property
@@ -131,8 +136,9 @@ class Model:
         for k, s in shapes.items():
             if np.shape(params[k]) != s:
                 raise ConfigError(f"{k}: expected shape {s}, found {np.shape(params[k])}")
-            if np.asarray(params[k]).dtype.kind not in "fiub":
-                raise ConfigError(f"{k}: expected real numbers, found {np.asarray(params[k]).dtype}")
+            kind = np.asarray(params[k]).dtype
+            if kind.kind not in "fiub":
+                raise ConfigError(f"{k}: expected real numbers, found {kind}")
         for k in shapes:
             self.params[k] = np.array(params[k], dtype=self.dtype)
 
@@ -195,7 +201,9 @@ class Model:
             xk = self.one_hot(x)
         out = self._fwd(self.params, xk, h0, c0)
         y = None
-        if self.n_out:
+        if self.n_out and self._head is not None:
+            y = self._head.readout(out["h"], self.params["W_hy"], self.params["b_y"])
+        elif self.n_out:
             y = out["h"] @ self.params["W_hy"].T + self.params["b_y"]  # (B, T, O)
         return Trace(x=x, h=out["h"], y=y, c=out["c"], gates=out["gates"],
                      h0=h0, c0=c0, _out=out, _xk=xk)
@@ -207,24 +215,31 @@ class Model:
         "h0" (B,H) (and "c0" for the LSTM).
         """
         B, T, H = trace.h.shape
-        dh_out = np.zeros((B, T, H), self.dtype) if dh is None else \
-            np.array(dh, dtype=self.dtype)
-        if dh_out.shape != (B, T, H):
+        dh_out = None if dh is None else np.array(dh, dtype=self.dtype)
+        if dh_out is not None and dh_out.shape != (B, T, H):
             raise ConfigError(f"dh must have shape {(B, T, H)} like trace.h, got {dh_out.shape}")
         grads = {}
         if self.n_out:
             if dy is None:
                 dy = np.zeros((B, T, self.n_out), self.dtype)
-            dy = np.asarray(dy, dtype=self.dtype)
+            dy = np.ascontiguousarray(dy, dtype=self.dtype)
             if dy.shape != (B, T, self.n_out):
                 raise ConfigError(f"dy must have shape {(B, T, self.n_out)} like trace.y, "
                                   f"got {dy.shape}")
+        if self.n_out and self._head is not None:
+            grads["W_hy"], grads["b_y"], dh_out = self._head.readout_backward(
+                trace.h, dy, self.params["W_hy"], dh_out)
+        elif self.n_out:
+            if dh_out is None:
+                dh_out = np.zeros((B, T, H), self.dtype)
             flat = dy.reshape(B * T, self.n_out)
             grads["W_hy"] = flat.T @ trace.h.reshape(B * T, H)
             grads["b_y"] = flat.sum(0)
             dh_out += dy @ self.params["W_hy"]
         elif dy is not None:
             raise ConfigError("this model has no readout: pass dh, not dy")
+        if dh_out is None:
+            dh_out = np.zeros((B, T, H), self.dtype)
         xk = trace.x if trace._xk is None else trace._xk
         g = self._bwd(self.params, xk, trace._out, np.ascontiguousarray(dh_out))
         grads.update(g)
@@ -239,9 +254,31 @@ class Model:
         """(loss, grads): grads holds every params key plus "x" and "h" (and "h0")."""
         if not self.n_out:
             raise ConfigError("this model has no readout, so it has no loss")
-        tr = self.forward(x, h0)
-        value, dy = self.loss(tr.y, target, loss, mask)
-        return value, self.backward(tr, dy=dy)
+        if self._head is None:
+            tr = self.forward(x, h0)
+            value, dy = self.loss(tr.y, target, loss, mask)
+            return value, self.backward(tr, dy=dy)
+        # numba backend: readout, loss and dL/dy in one pass (the same arithmetic)
+        if not isinstance(loss, str) or loss not in losses.LOSSES:
+            raise ConfigError(f"unknown loss {loss!r}; choose mse or xent")
+        x, h0, c0 = self._prepare(x, h0)
+        xk = x
+        if x.ndim == 2 and not getattr(self._fwd, "accepts_token_ids", False):
+            xk = self.one_hot(x)
+        out = self._fwd(self.params, xk, h0, c0)
+        h = out["h"]
+        B, T = h.shape[:2]
+        shape = (B, T, self.n_out)
+        target = losses.check_target(loss, target, shape, self.dtype)
+        w, count = losses.weights(mask, B, T, self.dtype)
+        w = np.ones((B, T), self.dtype) if w is None else np.ascontiguousarray(w)
+        W_hy = self.params["W_hy"]
+        value, _, dy = self._head.readout_loss(h, W_hy, self.params["b_y"], loss, target, w,
+                                               count)
+        grads = {}
+        grads["W_hy"], grads["b_y"], dh_out = self._head.readout_backward(h, dy, W_hy)
+        grads.update(self._bwd(self.params, xk, out, dh_out))
+        return value, grads
 
     def step_state(self, state, x_t):
         """One step of the dynamics: state (N, S) with x_t (N, I) -> next state (N, S)."""

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
 from rnnviewer.ui.controls import ControlsWidget, effective_options
+from rnnviewer.ui.gcguard import GuiThreadGC
 from rnnviewer.ui.panels import FramePacer, UnitSelection, registered_panels
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
@@ -81,7 +82,8 @@ class MainWindow(QMainWindow):
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
             self.controls.set_speed_value(float(settings.settings().value("session/speed", 0)))
-        self.pacer = FramePacer(self)   # slows panel redraws while the event loop runs late
+        self.pacer = FramePacer(self)   # slows panel redraws while the GUI thread is busy
+        self.gc_guard = GuiThreadGC(self)  # cyclic GC only in the GUI thread (Qt objects)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(100)
         self._status_timer.timeout.connect(self._on_status_timer_timeout)
@@ -667,6 +669,7 @@ class MainWindow(QMainWindow):
             pass
         self._status_timer.stop()
         self.pacer.stop()
+        self.gc_guard.stop()
         # A step ends within milliseconds; a numba compile cannot be interrupted at all.
         budget = 0.05 if self.compiling else 0.6
         self.stop(timeout=max(0.05, budget - (time.monotonic() - t0)))

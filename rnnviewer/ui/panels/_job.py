@@ -1,0 +1,227 @@
+"""A cancellable computation in a QThread of its own, for panels (NOTES.md Qt rules).
+
+    job = Job(fn, owner=panel, job_id=n)   # fn(progress, should_stop) -> result
+    job.start()
+    ... job.cancel(wait_ms=2000)
+
+`fn` runs in the job's thread; it may call `progress(fraction, text)` (throttled to about
+20 signals a second) and should poll `should_stop()` (a threading.Event). The runner's
+signals reach only @Slot methods of `owner` (a GUI-thread QObject):
+    owner._on_job_progressed(int job_id, float fraction, str text)
+    owner._on_job_succeeded(int job_id, object result)
+    owner._on_job_failed(int job_id, str message, str details)
+    owner._on_job_ended(int job_id)             # the thread has finished
+Every Job keeps itself (QThread and runner) referenced in RUNNING until its thread has
+finished, so a running QThread is never destroyed; the owner's destruction, the
+application's aboutToQuit, the interpreter's exit (atexit) and `cancel_all()` stop it
+and wait for it.
+"""
+
+import atexit
+import logging
+import threading
+import time
+import traceback
+
+from PySide6.QtCore import QEvent, QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import QApplication
+
+from rnnviewer.errors import RnnviewerError
+from rnnviewer.ui.panels import Panel
+
+log = logging.getLogger(__name__)
+
+RUNNING = set()                # Jobs whose thread may still run
+PROGRESS_INTERVAL = 0.05       # seconds between progress signals
+
+
+class _Runner(QObject):
+    """Lives in the job's thread and runs fn there."""
+
+    progressed = Signal(int, float, str)
+    succeeded = Signal(int, object)
+    failed = Signal(int, str, str)
+
+    def __init__(self, fn, job_id, stop):
+        super().__init__()
+        self._fn, self._id, self._stop = fn, job_id, stop
+        self._last = 0.0
+
+    def _progress(self, fraction, text=""):
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_INTERVAL or fraction >= 1.0:
+            self._last = now
+            self.progressed.emit(self._id, float(fraction), str(text))
+
+    @Slot()
+    def run(self):
+        try:
+            out = self._fn(self._progress, self._stop.is_set)
+        except BaseException as e:  # never let the thread die silently
+            msg = str(e) if isinstance(e, RnnviewerError) else f"{type(e).__name__}: {e}"
+            self.failed.emit(self._id, msg, traceback.format_exc())
+        else:
+            self.succeeded.emit(self._id, out)
+        finally:
+            thread = QThread.currentThread()
+            if thread is not None:
+                thread.quit()
+
+
+class Job(QObject):
+    """One run of `fn` in its own QThread (see the module docstring)."""
+
+    ended = Signal(int)            # the thread has finished (job id)
+
+    def __init__(self, fn, owner, job_id, name="rnnviewer-job"):
+        super().__init__()                 # no parent: it must outlive its owner
+        self.job_id = int(job_id)
+        self.stop_event = threading.Event()
+        self.thread = QThread()
+        self.thread.setObjectName(name)
+        self.runner = _Runner(fn, self.job_id, self.stop_event)
+        self.runner.moveToThread(self.thread)
+        self.thread.started.connect(self.runner.run)
+        self.thread.finished.connect(self._on_thread_finished)
+        self.runner.progressed.connect(owner._on_job_progressed)
+        self.runner.succeeded.connect(owner._on_job_succeeded)
+        self.runner.failed.connect(owner._on_job_failed)
+        self.ended.connect(owner._on_job_ended)
+        owner.destroyed.connect(self._on_owner_destroyed)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._on_app_about_to_quit)
+        self._ended = False
+
+    def start(self):
+        RUNNING.add(self)
+        self.thread.start()
+
+    def is_running(self):
+        return not self._ended and self.thread.isRunning()
+
+    def cancel(self, wait_ms=0):
+        """Ask fn to stop; with wait_ms > 0 wait that long for the thread. True if it ended."""
+        self.stop_event.set()
+        self.thread.quit()
+        if wait_ms > 0 and self.thread.isRunning():
+            if not self.thread.wait(int(wait_ms)):
+                log.warning("%s still busy after %d ms; left to finish",
+                            self.thread.objectName(), wait_ms)
+                return False
+        if not self.thread.isRunning():
+            self._finish()
+        return True
+
+    def _finish(self):
+        if self._ended:
+            return
+        self._ended = True
+        self.thread.wait()         # returns at once: finished was emitted, only cleanup left
+        RUNNING.discard(self)
+        self.ended.emit(self.job_id)
+
+    @Slot()
+    def _on_thread_finished(self):
+        self._finish()
+
+    @Slot()
+    def _on_owner_destroyed(self):
+        self.cancel(wait_ms=5000)
+
+    @Slot()
+    def _on_app_about_to_quit(self):
+        self.cancel(wait_ms=5000)
+
+
+def cancel_all(wait_ms=5000):
+    """Stop every running job and wait for them (True if all ended)."""
+    return all([job.cancel(wait_ms) for job in list(RUNNING)])
+
+
+
+class JobPanel(Panel):
+    """A Panel that runs one Job at a time (a newer run replaces an older one, whose late
+    results are ignored) and stops it when the panel closes or is destroyed, when its
+    window closes and when the application quits. Subclasses implement `job_progressed`,
+    `job_succeeded`, `job_failed` and `job_ended`."""
+
+    JOIN_MS = 3000             # how long closing waits for a job to notice the stop
+    job = None                 # the running Job (None when idle)
+    _job_serial = 0            # id of the newest job
+    _filtered = None           # the top-level widget whose close event we watch
+
+    # ------------------------------------------------------------ API
+    def start_job(self, fn, name):
+        """Run fn(progress, should_stop) in a new thread (cancelling any running job)."""
+        self.cancel_job()
+        self._job_serial += 1
+        self.job = Job(fn, self, self._job_serial, name=name)
+        self.job.start()
+        return self.job
+
+    def cancel_job(self, wait_ms=0):
+        """Stop the running job (its result, partial, still arrives unless replaced)."""
+        if self.job is not None:
+            return self.job.cancel(wait_ms)
+        return True
+
+    def job_running(self):
+        return self.job is not None and self.job.is_running()
+
+    def job_progressed(self, fraction, text):
+        """Progress of the current job (GUI thread)."""
+
+    def job_succeeded(self, result):
+        """The current job's result (GUI thread)."""
+
+    def job_failed(self, message, details):
+        """The current job raised (GUI thread)."""
+
+    def job_ended(self):
+        """The current job's thread has finished (after its result or error)."""
+
+    # ------------------------------------------------------------ job slots
+    @Slot(int, float, str)
+    def _on_job_progressed(self, job_id, fraction, text):
+        if job_id == self._job_serial:
+            self.job_progressed(fraction, text)
+
+    @Slot(int, object)
+    def _on_job_succeeded(self, job_id, result):
+        if job_id == self._job_serial:
+            self.job_succeeded(result)
+
+    @Slot(int, str, str)
+    def _on_job_failed(self, job_id, message, details):
+        if job_id == self._job_serial:
+            log.warning("%s failed:\n%s", self.object_name, details)
+            self.job_failed(message, details)
+
+    @Slot(int)
+    def _on_job_ended(self, job_id):
+        if job_id == self._job_serial:
+            self.job = None
+            self.job_ended()
+
+    # ------------------------------------------------------------ closing
+    def showEvent(self, event):
+        super().showEvent(event)
+        top = self
+        while top.parentWidget() is not None:
+            top = top.parentWidget()
+        if top is not self and top is not self._filtered:
+            top.installEventFilter(self)
+            self._filtered = top
+
+    def eventFilter(self, obj, event):
+        if obj is self._filtered and event.type() == QEvent.Type.Close:
+            self.cancel_job(self.JOIN_MS)
+        return super().eventFilter(obj, event)
+
+    def closeEvent(self, event):
+        self.cancel_job(self.JOIN_MS)
+        super().closeEvent(event)
+
+
+atexit.register(cancel_all)
