@@ -75,12 +75,12 @@ def test_screenshot_and_panel_export(tmp_path):
     shot, panels = tmp_path / "shot.png", tmp_path / "panels"
     r = run(["--screenshot", str(shot), "--export-panels", str(panels), "--steps", "8",
              "--task", "parity", "--cell", "gru", "--hidden", "6", "--seq-len", "10",
-             "--size", "1000x700"])
+             "--size", "1500x900"])
     assert r.returncode == 0, r.stdout + r.stderr
     data = shot.read_bytes()
     assert data[:4] == b"\x89PNG"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (1000, 700)
+    assert (width, height) == (1500, 900)
     assert (panels / "curves.png").is_file()
 
 

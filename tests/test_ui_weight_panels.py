@@ -180,6 +180,11 @@ def test_hover_describes_the_entry(qtbot, runs):
     bv = panel.blocks["W_hy"]
     bv.image.on_hover(1, 7)
     assert "W_hy[7, 1]" in panel.info.text()
+    qtbot.wait(20)                                   # a real mouse move over W_hh[o][2, 3]
+    img = panel.blocks["W_hh[o]"].image
+    pos = panel.view.mapFromScene(img.mapToScene(QPointF(3.5, 2.5)))
+    qtbot.mouseMove(panel.view.viewport(), pos)
+    assert f"W_hh[{3 * H + 2}, 3]" in panel.info.text()
 
 
 def test_weights_layout_is_readable_at_H128_with_a_text_task(qtbot):

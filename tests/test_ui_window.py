@@ -318,8 +318,9 @@ def test_curves_panel_draws_and_exports(window, qtbot, tmp_path):
     panel.export_data(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
         np.testing.assert_array_equal(z["step"], np.arange(1, 13))
-    paths = window.export_panels(tmp_path / "all")
-    assert [p.name for p in paths] == [f"{n}.png" for n in window.panels]
+    paths = window.export_panels(tmp_path / "all")      # the panels on screen
+    shown = [f"{n}.png" for n, p in window.panels.items() if p.is_shown()]
+    assert [p.name for p in paths] == shown and "curves.png" in shown
     panel.log_box.setChecked(False)
     assert not panel.loss_plot.ctrl.logYCheck.isChecked()
 
@@ -472,9 +473,12 @@ def test_saving_where_it_cannot_shows_the_problem(window, qtbot, tmp_path, shown
 
 def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
     import gc
+
+    import shiboken6
+    from PySide6.QtCore import QObject
     from rnnviewer.ui import gcguard
     from rnnviewer.ui.gcguard import GuiThreadGC
-    assert gc.isenabled(), [g.parent() for g in gcguard._ACTIVE]
+    assert gc.isenabled(), gcguard._ACTIVE
     guard = GuiThreadGC(interval_ms=10)
     assert not gc.isenabled()                     # no collection in the worker thread
 
@@ -486,4 +490,10 @@ def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
     del c
     qtbot.waitUntil(lambda: guard.collections > 0, timeout=5000)
     guard.stop()
+    assert gc.isenabled()
+    # a guard deleted with its parent, never stopped, does not leave collection off
+    parent = QObject()
+    GuiThreadGC(parent)
+    assert not gc.isenabled()
+    shiboken6.delete(parent)
     assert gc.isenabled()

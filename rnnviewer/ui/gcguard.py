@@ -10,6 +10,7 @@ does the same).
 
 import gc
 
+import shiboken6
 from PySide6.QtCore import QObject, QTimer, Slot
 
 _ACTIVE = []                   # guards alive; automatic collection resumes when none is
@@ -25,6 +26,8 @@ class GuiThreadGC(QObject):
             _STATE["enabled_before"] = gc.isenabled()
         _ACTIVE.append(self)
         gc.disable()
+        # deleted with its window without stop() (a window never closed): clean up too
+        self.destroyed.connect(_prune)
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._on_timer_timeout)
@@ -50,5 +53,11 @@ class GuiThreadGC(QObject):
         self._timer.stop()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
-            if not _ACTIVE and _STATE["enabled_before"]:
-                gc.enable()
+        _prune()
+
+
+def _prune(*_):
+    """Forget guards whose Qt object is gone; re-enable collection when none is left."""
+    _ACTIVE[:] = [g for g in _ACTIVE if shiboken6.isValid(g)]
+    if not _ACTIVE and _STATE["enabled_before"]:
+        gc.enable()

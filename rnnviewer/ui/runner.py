@@ -122,6 +122,10 @@ def screenshot(args, config):
     win.pending_path = args.file
     win.resize(*args.size)
     win.show()
+    if (win.width(), win.height()) != tuple(args.size):
+        print(f"rnnviewer: the window cannot be smaller than {win.minimumSizeHint().width()}x"
+              f"{win.minimumSizeHint().height()}; the picture is {win.width()}x{win.height()}",
+              file=sys.stderr)
     try:
         err = train_offscreen(win, 300 if args.steps is None else args.steps)
         if err:

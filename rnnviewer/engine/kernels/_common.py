@@ -17,6 +17,7 @@ clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources)
 import ctypes
 import glob
 import os
+import sys
 
 import llvmlite.binding as llvm
 import numba
@@ -96,6 +97,35 @@ def set_blas_threads(n=1):
 
 
 BLAS_LIMITED = set_blas_threads(int(os.environ.get("RNNVIEWER_BLAS_THREADS", "1")))
+
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(mmap_threshold=32 << 20, trim_threshold=256 << 20):
+    """Let glibc recycle the (B, T, H) arrays of one training step for the next one.
+
+    By default glibc maps each large array fresh and returns it to the OS when freed,
+    so every step page-faults its few MB of activations and gradients in again: 25-35%
+    of a step at B = 32, H = 128 (measured). Arrays below `mmap_threshold` now come
+    from the heap, which keeps up to `trim_threshold` bytes of freed memory. Process
+    wide and Linux/glibc only (a no-op elsewhere); RNNVIEWER_MALLOC_TUNE=0 disables it.
+    Returns True if applied.
+    """
+    if os.environ.get("RNNVIEWER_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and \
+        bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
+
+
+MALLOC_TUNED = keep_freed_memory()
 
 # Fortran calling convention: every argument is a pointer.
 _GEMM_SIG = types.void(*([types.voidptr] * 13))
@@ -217,111 +247,133 @@ def _put(cf, at, s, beta):
     cf[at] = s if beta == 0.0 else cf[at] + s
 
 
+@njit(inline="always")
+def _rows3(a0, a1, a2, w, cf, c0, c1, c2, j0, j1, K, beta, zero):
+    """Three rows of A against rows j0:j1 of W (3x3 register tiles)."""
+    j = j0
+    while j + 3 <= j1:
+        w0, w1, w2 = w[j], w[j + 1], w[j + 2]
+        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+        for k in range(K):
+            x0, x1, x2 = w0[k], w1[k], w2[k]
+            y0, y1, y2 = a0[k], a1[k], a2[k]
+            s00 += y0 * x0
+            s01 += y0 * x1
+            s02 += y0 * x2
+            s10 += y1 * x0
+            s11 += y1 * x1
+            s12 += y1 * x2
+            s20 += y2 * x0
+            s21 += y2 * x1
+            s22 += y2 * x2
+        _put(cf, c0 + j, s00, beta)
+        _put(cf, c0 + j + 1, s01, beta)
+        _put(cf, c0 + j + 2, s02, beta)
+        _put(cf, c1 + j, s10, beta)
+        _put(cf, c1 + j + 1, s11, beta)
+        _put(cf, c1 + j + 2, s12, beta)
+        _put(cf, c2 + j, s20, beta)
+        _put(cf, c2 + j + 1, s21, beta)
+        _put(cf, c2 + j + 2, s22, beta)
+        j += 3
+    while j < j1:
+        wj = w[j]
+        s0 = s1 = s2 = zero
+        for k in range(K):
+            x = wj[k]
+            s0 += a0[k] * x
+            s1 += a1[k] * x
+            s2 += a2[k] * x
+        _put(cf, c0 + j, s0, beta)
+        _put(cf, c1 + j, s1, beta)
+        _put(cf, c2 + j, s2, beta)
+        j += 1
+
+
+@njit(inline="always")
+def _rows2(a0, a1, w, cf, c0, c1, j0, j1, K, beta, zero):
+    """Two rows of A against rows j0:j1 of W (2x4 tiles)."""
+    j = j0
+    while j + 4 <= j1:
+        s00, s01, s02, s03, s10, s11, s12, s13 = _dot2x4(a0, a1, w, j, K, zero)
+        _put(cf, c0 + j, s00, beta)
+        _put(cf, c0 + j + 1, s01, beta)
+        _put(cf, c0 + j + 2, s02, beta)
+        _put(cf, c0 + j + 3, s03, beta)
+        _put(cf, c1 + j, s10, beta)
+        _put(cf, c1 + j + 1, s11, beta)
+        _put(cf, c1 + j + 2, s12, beta)
+        _put(cf, c1 + j + 3, s13, beta)
+        j += 4
+    while j < j1:
+        wj = w[j]
+        s0 = s1 = zero
+        for k in range(K):
+            s0 += a0[k] * wj[k]
+            s1 += a1[k] * wj[k]
+        _put(cf, c0 + j, s0, beta)
+        _put(cf, c1 + j, s1, beta)
+        j += 1
+
+
+@njit(inline="always")
+def _rows1(a0, w, cf, c0, j0, j1, K, beta, zero):
+    """One row of A against rows j0:j1 of W (1x8 tiles)."""
+    j = j0
+    while j + 8 <= j1:
+        s0, s1, s2, s3, s4, s5, s6, s7 = _dot1x8(a0, w, j, K, zero)
+        _put(cf, c0 + j, s0, beta)
+        _put(cf, c0 + j + 1, s1, beta)
+        _put(cf, c0 + j + 2, s2, beta)
+        _put(cf, c0 + j + 3, s3, beta)
+        _put(cf, c0 + j + 4, s4, beta)
+        _put(cf, c0 + j + 5, s5, beta)
+        _put(cf, c0 + j + 6, s6, beta)
+        _put(cf, c0 + j + 7, s7, beta)
+        j += 8
+    while j < j1:
+        wj = w[j]
+        s0 = zero
+        for k in range(K):
+            s0 += a0[k] * wj[k]
+        _put(cf, c0 + j, s0, beta)
+        j += 1
+
+
+MM_PANEL_BYTES = 16 << 10  # rows of W kept in L1 while every row of A passes over them
+
+
 def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
     """Row-major C[m, N] = beta * C + A[m, K] @ W.T for a contiguous (N, K) matrix W.
 
     A and C are addressed as flat buffers (row i of A starts at off_a + i * lda). The
     recurrent product of one timestep (A = h_{t-1} rows, W = W_hh); beta is 0 or 1
     (0 overwrites C). Hand-tiled dot products (3x3 register tiles; 2x4 and 1x8 for
-    the rows left over): with fastmath's reassociation they vectorise along K and beat
-    BLAS gemm, which re-packs W on every call, by 1.5-3x at these sizes (8x at m = 1).
+    the rows left over) over panels of W that stay in L1 while all rows of A pass, so
+    W streams from memory once per call: with fastmath's reassociation they vectorise
+    along K and beat BLAS gemm, which re-packs W on every call, by 1.5-3x at these
+    sizes (8x at m = 1).
     """
     N, K = w.shape
     af = a.reshape(a.size)
     cf = c.reshape(c.size)
     zero = w.dtype.type(0.0)  # a float literal would turn float32 sums into float64
-    i = 0
-    while i + 3 <= m:
-        a0 = af[off_a + i * lda:off_a + i * lda + K]
-        a1 = af[off_a + (i + 1) * lda:off_a + (i + 1) * lda + K]
-        a2 = af[off_a + (i + 2) * lda:off_a + (i + 2) * lda + K]
-        c0, c1, c2 = off_c + i * ldc, off_c + (i + 1) * ldc, off_c + (i + 2) * ldc
-        j = 0
-        while j + 3 <= N:
-            w0, w1, w2 = w[j], w[j + 1], w[j + 2]
-            s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
-            for k in range(K):
-                x0, x1, x2 = w0[k], w1[k], w2[k]
-                y0, y1, y2 = a0[k], a1[k], a2[k]
-                s00 += y0 * x0
-                s01 += y0 * x1
-                s02 += y0 * x2
-                s10 += y1 * x0
-                s11 += y1 * x1
-                s12 += y1 * x2
-                s20 += y2 * x0
-                s21 += y2 * x1
-                s22 += y2 * x2
-            _put(cf, c0 + j, s00, beta)
-            _put(cf, c0 + j + 1, s01, beta)
-            _put(cf, c0 + j + 2, s02, beta)
-            _put(cf, c1 + j, s10, beta)
-            _put(cf, c1 + j + 1, s11, beta)
-            _put(cf, c1 + j + 2, s12, beta)
-            _put(cf, c2 + j, s20, beta)
-            _put(cf, c2 + j + 1, s21, beta)
-            _put(cf, c2 + j + 2, s22, beta)
-            j += 3
-        while j < N:
-            wj = w[j]
-            s0 = s1 = s2 = zero
-            for k in range(K):
-                x = wj[k]
-                s0 += a0[k] * x
-                s1 += a1[k] * x
-                s2 += a2[k] * x
-            _put(cf, c0 + j, s0, beta)
-            _put(cf, c1 + j, s1, beta)
-            _put(cf, c2 + j, s2, beta)
-            j += 1
-        i += 3
-    if i + 2 == m:  # two rows left
-        a0 = af[off_a + i * lda:off_a + i * lda + K]
-        a1 = af[off_a + (i + 1) * lda:off_a + (i + 1) * lda + K]
-        c0, c1 = off_c + i * ldc, off_c + (i + 1) * ldc
-        j = 0
-        while j + 4 <= N:
-            s00, s01, s02, s03, s10, s11, s12, s13 = _dot2x4(a0, a1, w, j, K, zero)
-            _put(cf, c0 + j, s00, beta)
-            _put(cf, c0 + j + 1, s01, beta)
-            _put(cf, c0 + j + 2, s02, beta)
-            _put(cf, c0 + j + 3, s03, beta)
-            _put(cf, c1 + j, s10, beta)
-            _put(cf, c1 + j + 1, s11, beta)
-            _put(cf, c1 + j + 2, s12, beta)
-            _put(cf, c1 + j + 3, s13, beta)
-            j += 4
-        while j < N:
-            wj = w[j]
-            s0 = s1 = zero
-            for k in range(K):
-                s0 += a0[k] * wj[k]
-                s1 += a1[k] * wj[k]
-            _put(cf, c0 + j, s0, beta)
-            _put(cf, c1 + j, s1, beta)
-            j += 1
-    elif i + 1 == m:  # one row left (and the whole of m = 1)
-        a0 = af[off_a + i * lda:off_a + i * lda + K]
-        c0 = off_c + i * ldc
-        j = 0
-        while j + 8 <= N:
-            s0, s1, s2, s3, s4, s5, s6, s7 = _dot1x8(a0, w, j, K, zero)
-            _put(cf, c0 + j, s0, beta)
-            _put(cf, c0 + j + 1, s1, beta)
-            _put(cf, c0 + j + 2, s2, beta)
-            _put(cf, c0 + j + 3, s3, beta)
-            _put(cf, c0 + j + 4, s4, beta)
-            _put(cf, c0 + j + 5, s5, beta)
-            _put(cf, c0 + j + 6, s6, beta)
-            _put(cf, c0 + j + 7, s7, beta)
-            j += 8
-        while j < N:
-            wj = w[j]
-            s0 = zero
-            for k in range(K):
-                s0 += a0[k] * wj[k]
-            _put(cf, c0 + j, s0, beta)
-            j += 1
+    panel = max(8, MM_PANEL_BYTES // max(1, K * w.itemsize) // 24 * 24)
+    for j0 in range(0, N, panel):
+        j1 = min(j0 + panel, N)
+        i = 0
+        while i + 3 <= m:
+            oa = off_a + i * lda
+            _rows3(af[oa:oa + K], af[oa + lda:oa + lda + K], af[oa + 2 * lda:oa + 2 * lda + K],
+                   w, cf, off_c + i * ldc, off_c + (i + 1) * ldc, off_c + (i + 2) * ldc,
+                   j0, j1, K, beta, zero)
+            i += 3
+        oa = off_a + i * lda
+        if i + 2 == m:
+            _rows2(af[oa:oa + K], af[oa + lda:oa + lda + K], w, cf, off_c + i * ldc,
+                   off_c + (i + 1) * ldc, j0, j1, K, beta, zero)
+        elif i + 1 == m:
+            _rows1(af[oa:oa + K], w, cf, off_c + i * ldc, j0, j1, K, beta, zero)
 
 
 # compiled once per dtype with that dtype's flags (reassociation is what vectorises
@@ -362,6 +414,52 @@ def tanh32(x):
     q = q * x2 + np.float32(2.26843463243900e-03)
     q = q * x2 + np.float32(4.89352518554385e-03)
     return x * p / q
+
+
+@intrinsic
+def _bits_to_f32(typingctx, v):
+    """The float32 whose bits are the low 32 bits of the integer v."""
+    if not isinstance(v, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = context.get_value_type(types.int32)
+        bits = args[0] if v.bitwidth == 32 else builder.trunc(args[0], i32)
+        return builder.bitcast(bits, context.get_value_type(types.float32))
+
+    return types.float32(v), codegen
+
+
+@njit(inline="always")
+def exp32(x):
+    """float32 exp (Cephes expf: 2^n times a degree-6 polynomial), error about 1 ulp;
+    unlike np.exp it vectorises (no SVML here). Clamped to the float32 range; NaN
+    propagates."""
+    if x > np.float32(88.3762626647949):
+        x = np.float32(88.3762626647949)
+    if x < np.float32(-87.3365447504019):
+        x = np.float32(-87.3365447504019)
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + np.float32(1.0)
+    return p * _bits_to_f32((np.int64(n) + 127) << 23)
+
+
+def act_exp(v):
+    """exp: exp32 for float32, np.exp for float64 (chosen at typing)."""
+
+
+@overload(act_exp, inline="always")
+def _act_exp_ol(v):
+    if v == types.float32:
+        return lambda v: exp32(v)
+    return lambda v: np.exp(v)
 
 
 def act_tanh(v):

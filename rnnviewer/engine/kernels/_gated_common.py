@@ -293,6 +293,33 @@ def matmul_rows(m, a3, b0, t, w, c):
         _axpy_rows(m, a3, b0, t, w, c)
 
 
+@njit(inline="always")
+def _dot_rows(m, a3, b0, t, w, c):
+    """c[i, g] = a3[b0 + i, t] . w[g] for i < m: each row of W read once from cache."""
+    G, K = w.shape
+    for g in range(G):
+        wg = w[g]
+        for i in range(m):
+            ai = a3[b0 + i, t]
+            s = ai[0] * wg[0]
+            for k in range(1, K):
+                s += ai[k] * wg[k]
+            c[i, g] = s
+
+
+@njit(inline="always")
+def matmul_rows_t(m, a3, b0, t, w, c):
+    """c (m, G) = rows a3[b0:b0+m, t] (K,) @ w.T for w (G, K): the forward recurrent product
+    straight from W_hh (no transposed copy). Up to SMALL_M rows: dot products (vectorised
+    by fastmath's reassociation in float32); more: one BLAS call."""
+    G, K = w.shape
+    if m > SMALL_M:
+        T = a3.shape[1]
+        gemm(False, True, m, G, K, 1.0, a3, (b0 * T + t) * K, T * K, w, 0, K, 0.0, c, 0, G)
+    else:
+        _dot_rows(m, a3, b0, t, w, c)
+
+
 # ------------------------------------------------------------------ small kernels
 @njit(**JIT_F64)
 def onehot_rows(x2):

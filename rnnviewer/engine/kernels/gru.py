@@ -15,6 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
+    matmul_rows_t,
     prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
@@ -22,29 +23,30 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 # ------------------------------------------------------------------ row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
-    """Batch rows b0..b1. xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
+def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
+    """Batch rows b0..b1. W_in is W_xh (3H,I), or W_xh.T (I,3H) when oh holds row ids.
+    xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
     prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 3 * H
-    I = W_xhT.shape[0]
     Bc = b1 - b0
     R0 = b0 * T
-    if oh.size:  # one-hot rows / token ids: xp row = row oh[row] of W_xh.T
+    if oh.size:  # one-hot rows / token ids: W_in is W_xh.T, xp rows are its rows
         xp2 = xp.reshape(B * T, G)
         for row in range(R0, R0 + Bc * T):
-            wk = W_xhT[oh[row]]
+            wk = W_in[oh[row]]
             for q in range(G):
                 xp2[row, q] = wk[q]
     else:
-        gemm(False, False, Bc * T, G, I, 1.0, x, R0 * I, I, W_xhT, 0, G, 0.0, xp, R0 * G, G)
+        I = x.shape[2]
+        gemm(False, True, Bc * T, G, I, 1.0, x, R0 * I, I, W_in, 0, I, 0.0, xp, R0 * G, G)
     for bb in range(Bc):
         for j in range(H):
             hcur[bb, j] = h0[b0 + bb, j]
     one = h.dtype.type(1.0)
     hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows(Bc, hcur3, 0, 0, W_hhT, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -144,41 +146,41 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
 # One function per (dtype, serial/parallel): each compiles on first use with its own
 # flags (the bodies above are inlined into it) and keeps its own cache entry.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f32_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f64_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F32)
@@ -267,7 +269,7 @@ def forward(p, x, h0, c0=None):
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     T_ = np.ascontiguousarray
-    args = (x3, oh, T_(W_xh.T), T_(W_hh.T), bsum, b_hn, h0, h, r, z, n, hn, xp)
+    args = (x3, oh, T_(W_xh.T) if oh.size else W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

@@ -15,6 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
+    matmul_rows_t,
     prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
@@ -22,30 +23,31 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 # ------------------------------------------------------------------ row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
               b0, b1):
-    """Rows b0..b1 of the batch. xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) per chunk."""
+    """Batch rows b0..b1. W_in is W_xh (4H,I), or W_xh.T (I,4H) when oh holds row ids.
+    xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) this chunk's."""
     prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
-    I = W_xhT.shape[0]
     Bc = b1 - b0
     R0 = b0 * T
-    if oh.size:  # one-hot rows / token ids: xp row = row oh[row] of W_xh.T
+    if oh.size:  # one-hot rows / token ids: W_in is W_xh.T, xp rows are its rows
         xp2 = xp.reshape(B * T, G)
         for row in range(R0, R0 + Bc * T):
-            wk = W_xhT[oh[row]]
+            wk = W_in[oh[row]]
             for q in range(G):
                 xp2[row, q] = wk[q]
     else:
-        gemm(False, False, Bc * T, G, I, 1.0, x, R0 * I, I, W_xhT, 0, G, 0.0, xp, R0 * G, G)
+        I = x.shape[2]
+        gemm(False, True, Bc * T, G, I, 1.0, x, R0 * I, I, W_in, 0, I, 0.0, xp, R0 * G, G)
     for bb in range(Bc):
         for j in range(H):
             hcur[bb, j] = h0[b0 + bb, j]
             ccur[bb, j] = c0[b0 + bb, j]
     hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows(Bc, hcur3, 0, 0, W_hhT, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -144,16 +146,16 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
 # One function per (dtype, serial/parallel): each compiles on first use with its own
 # flags (the bodies above are inlined into it) and keeps its own cache entry.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f32_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -161,7 +163,7 @@ def _fwd_f32_par(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nc
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+        _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
                   b0, b1)
 
 
@@ -195,16 +197,16 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f64_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -212,7 +214,7 @@ def _fwd_f64_par(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nc
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_xhT, W_hhT, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+        _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
                   b0, b1)
 
 
@@ -269,7 +271,7 @@ def forward(p, x, h0, c0):
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     T_ = np.ascontiguousarray
-    args = (x3, oh, T_(W_xh.T), T_(W_hh.T), b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go, xp)
+    args = (x3, oh, T_(W_xh.T) if oh.size else W_xh, W_hh, b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

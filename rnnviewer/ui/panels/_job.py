@@ -103,6 +103,8 @@ class Job(QObject):
     def cancel(self, wait_ms=0):
         """Ask fn to stop; with wait_ms > 0 wait that long for the thread. True if it ended."""
         self.stop_event.set()
+        if self._ended:
+            return True
         self.thread.quit()
         if wait_ms > 0 and self.thread.isRunning():
             if not self.thread.wait(int(wait_ms)):

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSpin
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, SteadyRange, StepRing,
                                             color_bar, colormap, fmt)
-from rnnviewer.ui.style import COLORS, LABEL_STYLE, PENS, style_plot
+from rnnviewer.ui.style import COLORS, PENS, style_plot
 
 FLOOR = -30.0          # log10 of an exactly zero gradient
 
@@ -136,7 +136,8 @@ class GradThroughTimePanel(Panel):
         if ok[0] and ok[-1]:
             text += (f"   \u2016dL/dh_0\u2016 / \u2016dL/dh_{T - 1}\u2016 = "
                      f"10^{last[0] - last[-1]:.1f}")
-        text += f"   range 10^{last[ok].min():.1f} \u2026 10^{last[ok].max():.1f}" if ok.any() else ""
+        if ok.any():
+            text += f"   range 10^{last[ok].min():.1f} \u2026 10^{last[ok].max():.1f}"
         self.info.setText(text)
 
     def _draw_unit(self, snap, t):

@@ -14,6 +14,7 @@ the unit's activation along it, and the objective per iteration.
 
 import html
 import time
+import weakref
 
 import numpy as np
 import pyqtgraph as pg
@@ -36,6 +37,18 @@ MAX_CURVES = 4                 # real inputs with more channels are drawn as a h
 CURVE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
 VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
 ENCODINGS = (("onehot", "one-hot (softmax relaxation)"), ("real", "real (L2 + bounds)"))
+
+
+def weak_callback(method):
+    """A plain function calling the bound `method` while its object lives. (A bound
+    method kept by a graphics item is a reference cycle through the panel; PySide6 then
+    crashed collecting the panel after the event loop had run.)"""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args):
+        m = ref()
+        return None if m is None else m(*args)
+    return call
 
 
 def _visible(c):
@@ -180,7 +193,7 @@ class MaximizePanel(JobPanel):
         self.layout_.addWidget(self.stack, 1)
         self.input_plot = self.view.addPlot(row=0, col=0)
         style_plot(self.input_plot, left="input")
-        self.image = ReportingImage(on_hover=self._on_image_hover)
+        self.image = ReportingImage(on_hover=weak_callback(self._on_image_hover))
         self.input_plot.addItem(self.image)
         self.legend = self.input_plot.addLegend(offset=(-5, 5), labelTextSize="8pt",
                                                 colCount=4)

@@ -104,6 +104,7 @@ class SaliencyPanel(Panel):
         bar.addWidget(self.steps_spin)
         self.layout_.addLayout(bar)
         self.info = QLabel("")
+        self.info.setWordWrap(True)
         self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info.setToolTip("What is attributed, and (integrated gradients) the convergence "
                              "delta: sum of attributions minus (f(x) - f(baseline))")
@@ -125,6 +126,8 @@ class SaliencyPanel(Panel):
         style_plot(self.input_plot, left="input")
         self.strip_plot = self.view.addPlot(row=1, col=0)
         style_plot(self.strip_plot, left=None, bottom="timestep")
+        self.strip_plot.setToolTip("Rows: the input features, then their sum (\u03a3; the "
+                                   "gradient's norm \u2016g\u2016). Click to attribute there.")
         self.strip_plot.showGrid(x=False, y=False)
         self.strip_plot.setXLink(self.input_plot)
         self.strip_plot.getViewBox().invertY(True)
@@ -285,8 +288,8 @@ class SaliencyPanel(Panel):
         pf = res.get("per_feature")
         names = input_names(snap)
         method = res["method"]
-        agg = {"gradient": "\u2016grad\u2016" if pf is not None and pf.shape[1] > 1 else "grad",
-               "occlusion": "occlusion"}.get(method, "\u03a3 features")
+        agg = {"gradient": "\u2016g\u2016" if pf is not None and pf.shape[1] > 1 else "g",
+               "occlusion": "occl."}.get(method, "\u03a3")
         if pf is not None and 1 < pf.shape[1] <= MAX_FEATURE_ROWS:
             rows = np.vstack([np.asarray(pf, dtype=np.float64).T, per_step[None]])
             row_names = list(names) + [agg]

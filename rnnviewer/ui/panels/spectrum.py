@@ -195,7 +195,8 @@ class SpectrumPanel(Panel):
 
     @staticmethod
     def _point_tip(x, y, data):
-        return f"\u03bb = {x:.4g} {'+' if y >= 0 else '-'} {abs(y):.4g}i\n|\u03bb| = {np.hypot(x, y):.4g}"
+        sign = "+" if y >= 0 else "-"
+        return f"\u03bb = {x:.4g} {sign} {abs(y):.4g}i\n|\u03bb| = {np.hypot(x, y):.4g}"
 
     @Slot(int)
     def _on_gate_box_changed(self, _):
