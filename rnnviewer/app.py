@@ -74,6 +74,11 @@ def build_parser():
                    help="with --screenshot: also save one PNG per visible panel into DIR")
     p.add_argument("--self-test", action="store_true",
                    help="train a few steps offscreen, render every panel, exit 0 if all is well")
+    p.add_argument("--example", metavar="NAME",
+                   help="start from a guided example (File > Examples): its settings, which "
+                        "the flags below override, and its panels; --steps defaults to the "
+                        "example's. Names: vanishing-rnn, vanishing-lstm, interpretable-units, "
+                        "flipflop-attractors, spectral-radius, what-a-unit-wants")
     p.add_argument("--task", help="task (sine, adding, copy, flipflop, parity, text, csv)")
     p.add_argument("--cell", choices=("rnn", "gru", "lstm"), help="recurrent cell")
     p.add_argument("--hidden", type=int, help="hidden units")
@@ -116,8 +121,21 @@ def main(argv=None):
     setup_numba_cache()
     if args.screenshot or args.self_test or args.export_panels:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    overrides = config_overrides(args)
+    if args.example:
+        from rnnviewer.errors import ConfigError
+        from rnnviewer.training.examples import get_example
+        try:
+            example = get_example(args.example)
+        except ConfigError as e:
+            print(f"rnnviewer: {e}", file=sys.stderr)
+            return 2
+        overrides = {**example.config, **overrides}
+        if args.screenshot or args.export_panels:
+            from rnnviewer.ui.examples_menu import run_screenshot
+            return run_screenshot(args, overrides, example, fast_exit=fast_exit)
     from rnnviewer.ui.runner import run
-    return run(args, config_overrides(args), fast_exit=fast_exit)
+    return run(args, overrides, fast_exit=fast_exit)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ written), 3 training diverged (the last finite state is saved if --save was give
 130 interrupted (Ctrl-C; the state so far is saved if --save was given).
 
     python -m rnnviewer.training.headless --task adding --cell lstm --steps 2000 --save a.npz
+    python -m rnnviewer.training.headless --example vanishing-lstm --save a.npz
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from rnnviewer.engine.tasks import TASKS, make_task
 from rnnviewer.errors import DivergenceError, RnnviewerError
 from rnnviewer.training.session import CELLS, SessionConfig, TrainingSession
+from rnnviewer.training.examples import BY_NAME as EXAMPLES_BY_NAME
 
 PROG = "rnnviewer train"
 EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "save a session file the app opens (and rnnviewer.engine.load reads).",
                 epilog="Exit codes: 0 done, 2 bad arguments or input, 3 training diverged.")
     g = p.add_argument_group("task")
+    g.add_argument("--example", metavar="NAME", choices=list(EXAMPLES_BY_NAME),
+                   help="start from a guided example's settings (flags given as well "
+                        "override them; --steps defaults to the example's): "
+                        + ", ".join(EXAMPLES_BY_NAME))
     g.add_argument("--task", choices=list(TASKS),
                    help="what to learn (default: text with --text, csv with --csv)")
     g.add_argument("--seq-len", type=int, help="timesteps per sequence (task default: 50)")
@@ -108,6 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--temperature", type=float, default=0.8, help="text: sampling temperature")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     return p
+
+
+# SessionConfig field -> option dest, for the settings an example sets
+_EXAMPLE_FIELDS = {"task": "task", "seq_len": "seq_len", "cell": "cell", "hidden": "hidden",
+                   "batch": "batch", "optimizer": "optimizer", "lr": "lr", "clip": "clip",
+                   "seed": "seed", "dtype": "dtype", "val_every": "val_every"}
+
+
+def explicit_dests(argv):
+    """The option dests given on the command line `argv` (not left at their defaults)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def apply_example(args, explicit):
+    """Fill `args` from `args.example`'s settings, except the dests in `explicit`."""
+    ex = EXAMPLES_BY_NAME[args.example]
+    for fld, dest in _EXAMPLE_FIELDS.items():
+        if fld in ex.config and dest not in explicit:
+            setattr(args, dest, ex.config[fld])
+    if "steps" not in explicit:
+        args.steps = ex.steps
+    if args.task == ex.config["task"]:   # task options only for the example's own task
+        by_key = {key: dest for dest, (key, tasks) in TASK_OPTIONS.items() if args.task in tasks}
+        for key, value in dict(ex.config.get("task_options", {})).items():
+            dest = by_key.get(key)
+            if dest is not None and dest not in explicit:
+                setattr(args, dest, value)
+    return args
 
 
 def task_from_args(args):
@@ -295,6 +332,8 @@ def main(argv=None, stderr=None) -> int:
     except UsageError as e:
         print(f"{PROG}: error: {e} (see {PROG} --help)", file=stderr)
         return EXIT_USAGE
+    if args.example:
+        apply_example(args, explicit_dests(argv))
     try:
         # overflow on the way to NaN is reported once as a divergence, not warned per array
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

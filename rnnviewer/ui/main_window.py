@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
 from rnnviewer.ui.controls import ControlsWidget, effective_options
+from rnnviewer.ui.examples_menu import install_examples_menu
 from rnnviewer.ui.gcguard import GuiThreadGC
 from rnnviewer.ui.panels import FramePacer, UnitSelection, registered_panels
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
@@ -74,6 +75,7 @@ class MainWindow(QMainWindow):
         self._build_controls()
         self._build_panels()
         self._build_menus()
+        install_examples_menu(self)     # File > Examples (ui/examples_menu.py)
         self._build_status()
         self._default_state = None   # taken at the first show, once the docks have sizes
         self._restore_settings = restore_settings

@@ -20,6 +20,7 @@ import os
 import sys
 
 import llvmlite.binding as llvm
+from llvmlite import ir
 import numba
 import numpy as np
 from numba import njit, types
@@ -417,17 +418,19 @@ def tanh32(x):
 
 
 @intrinsic
-def _bits_to_f32(typingctx, v):
-    """The float32 whose bits are the low 32 bits of the integer v."""
-    if not isinstance(v, types.Integer):
+def _pow2_f32(typingctx, n):
+    """2**n as float32 for a float32 holding an integer in [-126, 127], built from its
+    exponent bits (int32 arithmetic in LLVM, so the loop around it vectorises)."""
+    if n != types.float32:
         return None
 
     def codegen(context, builder, sig, args):
-        i32 = context.get_value_type(types.int32)
-        bits = args[0] if v.bitwidth == 32 else builder.trunc(args[0], i32)
-        return builder.bitcast(bits, context.get_value_type(types.float32))
+        i32 = ir.IntType(32)
+        k = builder.fptosi(args[0], i32)
+        bits = builder.shl(builder.add(k, ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
 
-    return types.float32(v), codegen
+    return types.float32(types.float32), codegen
 
 
 @njit(inline="always")
@@ -448,7 +451,7 @@ def exp32(x):
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
     p = p * r * r + r + np.float32(1.0)
-    return p * _bits_to_f32((np.int64(n) + 127) << 23)
+    return p * _pow2_f32(n)
 
 
 def act_exp(v):

@@ -12,7 +12,8 @@ summed per chunk in float64, so results do not depend on thread timing.
 import numpy as np
 from numba import njit, prange
 
-from rnnviewer.engine.kernels._common import JIT_F32, JIT_F64, JIT_PAR, chunk_count, gemm
+from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_exp, chunk_count,
+                                              gemm)
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which the serial kernel runs
 
@@ -68,7 +69,7 @@ def _xent_rows(h, W, b, target, w, scale, y, dy, part, c, b0, b1):
                 top = max(top, yr[o])
             z = zero
             for o in range(O):
-                e = np.exp(yr[o] - top)
+                e = act_exp(yr[o] - top)
                 dr[o] = e
                 z += e
             total += wt * (np.log(z) - (yr[k] - top))
