@@ -33,6 +33,8 @@ def parse():
     p.add_argument("--layout", choices=("floating", "default"), default="floating",
                    help="floating: every panel in its own visible window (all panels open); "
                         "default: the window's own layout (tabbed panels are not drawn)")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="override sys.setswitchinterval (seconds) for an experiment")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args()
 
@@ -118,6 +120,8 @@ def main():
                            seq_len=args.seq_len, batch=args.batch)
     app = make_app()
     win = MainWindow(config, interactive=False, restore_settings=False)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     win.resize(1400, 900)
     win.show()
     if args.layout == "floating":
@@ -151,6 +155,7 @@ def main():
            "fps_min": min(fps.values()), "fps_median": med(fps.values()), "fps": fps,
            "runs": runs}
     out["throughput_ratio"] = out["window_steps_per_s"] / head
+    out["switch_interval"] = sys.getswitchinterval()
     print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(shown)} panels "
           f"drawn ({args.layout} layout), {args.repeats}x{args.seconds:g} s, medians; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")

@@ -138,6 +138,7 @@ def test_maximize_panel_draws_real_inputs(qtbot, snaps, cell):
     assert panel.stack.currentWidget() is panel.view
     # three input channels: curves, no heatmap
     assert len(panel.curves) == 3 and not panel.image.isVisible()
+    assert panel.curve_legend.isVisible() and "x2" in panel.curve_legend.text()
     for i, c in enumerate(panel.curves):
         np.testing.assert_allclose(c.getData()[1], r["x"][:, i])
     assert np.all(np.abs(r["x"]) <= 1.0 + 1e-9)
@@ -162,6 +163,7 @@ def test_maximize_panel_draws_one_hot_text(qtbot, snaps, cell):
     np.testing.assert_allclose(img.sum(0), 1.0, atol=1e-5)     # a distribution per step
     assert panel.cbar.isVisible() and tuple(panel.cbar.levels()) == (0.0, 1.0)
     assert len(r["chars"]) == T and panel.chars.isVisible()
+    assert not panel.curve_legend.isVisible() and not any(c.isVisible() for c in panel.curves)
     vocab = snap.task_config["vocab"]
     assert r["chars"] == "".join(vocab[i] for i in r["distribution"].argmax(1))
     assert "most likely input" in panel.chars.text()

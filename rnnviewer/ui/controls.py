@@ -13,7 +13,7 @@ from html import escape
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout,
+                               QScrollArea, QSpinBox, QToolButton, QVBoxLayout,
                                QWidget)
 
 from rnnviewer.training.session import SessionConfig

@@ -17,7 +17,7 @@ from rnnviewer.ui import dialogs, settings
 from rnnviewer.ui.controls import ControlsWidget, effective_options
 from rnnviewer.ui.examples_menu import install_examples_menu
 from rnnviewer.ui.gcguard import GuiThreadGC
-from rnnviewer.ui.panels import FramePacer, UnitSelection, registered_panels
+from rnnviewer.ui.panels import UnitSelection, registered_panels
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
 SESSION_FILTER = "rnnviewer sessions (*.npz);;All files (*)"
@@ -84,7 +84,6 @@ class MainWindow(QMainWindow):
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
             self.controls.set_speed_value(float(settings.settings().value("session/speed", 0)))
-        self.pacer = FramePacer(self)   # slows panel redraws while the GUI thread is busy
         self.gc_guard = GuiThreadGC(self)  # cyclic GC only in the GUI thread (Qt objects)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(100)
@@ -670,7 +669,6 @@ class MainWindow(QMainWindow):
         except Exception:  # never block quitting on settings
             pass
         self._status_timer.stop()
-        self.pacer.stop()
         self.gc_guard.stop()
         # A step ends within milliseconds; a numba compile cannot be interrupted at all.
         budget = 0.05 if self.compiling else 0.6

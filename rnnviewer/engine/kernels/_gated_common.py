@@ -245,6 +245,12 @@ def gemm(ta, tb, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, l
     beta = 0 overwrites C."""
     if m <= 0 or n <= 0:
         return
+    if k <= 0:  # C = beta C, which a BLAS may skip
+        cf = c.reshape(c.size)
+        for i in range(m):
+            for j in range(n):
+                cf[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * cf[off_c + i * ldc + j]
+        return
     fa = _TR if ta else _NO
     fb = _TR if tb else _NO
     if c.itemsize == 4:
@@ -295,16 +301,18 @@ def matmul_rows(m, a3, b0, t, w, c):
 
 @njit(inline="always")
 def _dot_rows(m, a3, b0, t, w, c):
-    """c[i, g] = a3[b0 + i, t] . w[g] for i < m: each row of W read once from cache."""
+    """c[i, g] = a3[b0 + i, t] . w[g] for i < m (one or two rows)."""
     G, K = w.shape
-    for g in range(G):
-        wg = w[g]
-        for i in range(m):
-            ai = a3[b0 + i, t]
-            s = ai[0] * wg[0]
-            for k in range(1, K):
+    zero = c.dtype.type(0.0)
+    for i in range(m):
+        ai = a3[b0 + i, t]
+        ci = c[i]
+        for g in range(G):
+            wg = w[g]
+            s = zero  # (starting from ai[0] * wg[0] stopped the loop vectorising)
+            for k in range(K):
                 s += ai[k] * wg[k]
-            c[i, g] = s
+            ci[g] = s
 
 
 @njit(inline="always")

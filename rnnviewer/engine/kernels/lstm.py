@@ -77,7 +77,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
               gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
     Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
-    gb (4H) (the same for b_xh and b_hh), all zeroed by the caller."""
+    gb (4H) (the same for b_xh and b_hh), all overwritten."""
     prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
@@ -116,7 +116,7 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
     rows = Bc * T
     # dW_hh = sum_bt da[b,t] h[b,t-1]^T: the flat rows shifted by one pair every (b, t>0);
     # the rows with t=0 then get h0[b] - h[b-1,T-1] (built in gacc, now free)
-    gemm(True, False, G, H, rows - 1, 1.0, da, (R0 + 1) * G, G, h, R0 * H, H, 1.0, gW_hh, 0, H)
+    gemm(True, False, G, H, rows - 1, 1.0, da, (R0 + 1) * G, G, h, R0 * H, H, 0.0, gW_hh, 0, H)
     for bb in range(Bc):
         b = b0 + bb
         if bb > 0:
@@ -127,16 +127,18 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
                 gacc[bb, j] = h0[b, j]
     gemm(True, False, G, H, Bc, 1.0, da, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
     da2 = da.reshape(B * T, G)
+    gb[:] = 0.0
     for row in range(R0, R0 + rows):
         for q in range(G):
             gb[q] += da2[row, q]
     if oh.size:  # one-hot rows: scatter-add into the transposed gradient
+        gWxT[:] = 0.0
         for row in range(R0, R0 + rows):
             k = oh[row]
             for q in range(G):
                 gWxT[k, q] += da2[row, q]
     else:
-        gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 1.0, gW_xh, 0, I)
+        gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
     gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
     blas_local_threads(prev_threads)
 
@@ -306,10 +308,10 @@ def backward(p, x, out, dh_out):
     dx = np.empty((B, T, I), dt)
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt)
-    gW_xh = np.zeros((nch, 0, 0) if oh.size else (nch, G, I), dt)
-    gWxT = np.zeros((nch, I, G) if oh.size else (nch, 0, 0), dt)
-    gW_hh = np.zeros((nch, G, H), dt)
-    gb = np.zeros((nch, G), dt)
+    gW_xh = np.empty((nch, 0, 0) if oh.size else (nch, G, I), dt)  # per-chunk gradients
+    gWxT = np.empty((nch, I, G) if oh.size else (nch, 0, 0), dt)
+    gW_hh = np.empty((nch, G, H), dt)
+    gb = np.empty((nch, G), dt)
     _BWD[dt.itemsize, nch > 1](x3, oh, W_xh, W_hh, cache["h0"], cache["c0"], out["h"],
                                 out["c"], g["i"], g["f"], g["g"], g["o"], dh_out, dht, da, dx,
                                 gW_xh, gWxT, gW_hh, gb, dh0, dc0)

@@ -90,21 +90,27 @@ class UnitSelection(QObject):
             self.unit_selected.emit(unit)
 
 
-class FramePacer(QObject):
-    """Keeps the GUI responsive whatever the panels cost (their redraws and the painting
-    that follows): every 100 ms it measures the share of the GUI thread's CPU time
-    (time.thread_time) and, while that share is high, scales every panel's redraw
-    interval up (Panel.pace_factor), and back down when it is low. Waiting for the CPU
-    or the GIL does not count: drawing less would not help then."""
+class RedrawScheduler(QObject):
+    """Draws the panels: at most one panel per event-loop turn, the most overdue first.
 
-    TICK_MS = 100
-    HIGH, LOW = 0.5, 0.3      # busy shares of the GUI thread that slow down / speed up
-    MAX_FACTOR = 20.0
+    Spreading the redraws (and the painting each one causes) over separate turns keeps
+    the event loop's latency near the cost of one panel instead of all of them. Each
+    panel is due again `interval` after it was drawn, where interval grows with what its
+    redraw costs and with how many panels are on screen, and is scaled by `pace` while
+    the GUI thread is busy (more than half of its time computing, measured with
+    time.thread_time: waiting for the CPU or the GIL does not count). One per process.
+    """
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.busy = 0.0                # smoothed share of wall time the GUI thread computes
-        self._last = None
+    TICK_MS = 4
+    PACE_EVERY = 0.1               # seconds between measurements of the GUI thread
+    HIGH, LOW = 0.5, 0.3           # busy shares that slow drawing down / speed it up
+    MAX_PACE = 20.0
+
+    def __init__(self):
+        super().__init__()
+        self.pace = 1.0
+        self.busy = 0.0            # smoothed share of wall time the GUI thread computes
+        self._mark = (time.perf_counter(), time.thread_time())
         self._timer = QTimer(self)
         self._timer.setInterval(self.TICK_MS)
         self._timer.timeout.connect(self._on_timer_timeout)
@@ -112,31 +118,57 @@ class FramePacer(QObject):
 
     @Slot()
     def _on_timer_timeout(self):
-        now = (time.perf_counter(), time.thread_time())
-        if self._last is not None:
-            wall = now[0] - self._last[0]
-            if wall > 0:
-                share = min(1.0, (now[1] - self._last[1]) / wall)
-                self.busy = 0.7 * self.busy + 0.3 * share
-            f = Panel.pace_factor
-            if self.busy > self.HIGH:
-                f = min(f * 1.2, self.MAX_FACTOR)
-            elif self.busy < self.LOW:
-                f = max(f / 1.1, 1.0)
-            Panel.pace_factor = f
-        self._last = now
+        now = time.perf_counter()
+        self._measure(now)
+        live = list(Panel._live)
+        if not live:
+            self._timer.stop()         # restarted by the next panel
+            return
+        best = None
+        for p in live:
+            try:
+                if p.snapshot is None or p.snapshot is p.drawn or now < p.next_due:
+                    continue
+            except RuntimeError:
+                continue
+            if (best is None or p.next_due < best.next_due) and _visible(p):
+                best = p
+        if best is not None:
+            best.timed_redraw(now)
 
-    def stop(self):
-        self._timer.stop()
-        Panel.pace_factor = 1.0
+    def _measure(self, now):
+        wall = now - self._mark[0]
+        if wall < self.PACE_EVERY:
+            return
+        cpu = time.thread_time()
+        share = min(1.0, (cpu - self._mark[1]) / wall)
+        self.busy = 0.7 * self.busy + 0.3 * share
+        if self.busy > self.HIGH:
+            self.pace = min(self.pace * 1.2, self.MAX_PACE)
+        elif self.busy < self.LOW:
+            self.pace = max(self.pace / 1.1, 1.0)
+        self._mark = (now, cpu)
+
+
+_SCHEDULER = []
+
+
+def scheduler():
+    """The process's RedrawScheduler (made with the first panel)."""
+    if not _SCHEDULER:
+        _SCHEDULER.append(RedrawScheduler())
+    s = _SCHEDULER[0]
+    if not s._timer.isActive():
+        s._timer.start()
+    return s
 
 
 class Panel(QWidget):
     """Base class of dock panels.
 
     The window calls `update_snapshot(snap)` for every snapshot; the panel only keeps
-    the newest and redraws it from its own timer when visible ("latest wins"), so a
-    slow panel never slows training or other panels. Subclasses implement `build`,
+    the newest, and the RedrawScheduler draws it when the panel is on screen ("latest
+    wins"), so a slow panel never slows training, other panels, or the event loop. Subclasses implement `build`,
     `redraw(snap)` and `data_arrays()`, and may override `export_item`,
     `on_unit_selected` and `on_reset`.
     """
@@ -149,8 +181,7 @@ class Panel(QWidget):
     own_row = False            # True: a dock of its own; False: tabbed with the area's group
     tab_with = None            # object_name of a panel to tab this one with (overrides)
     redraw_interval_ms = 33    # at most about 30 frames a second
-    _live = weakref.WeakSet()  # every Panel instance (frame pacing counts the visible ones)
-    pace_factor = 1.0          # >= 1: set by FramePacer when the event loop runs late
+    _live = weakref.WeakSet()  # every Panel instance (the scheduler draws those on screen)
 
     def __init__(self, selection=None, parent=None):
         super().__init__(parent)
@@ -168,10 +199,9 @@ class Panel(QWidget):
         self.layout_.setContentsMargins(2, 2, 2, 2)
         self.build()
         self.selection.unit_selected.connect(self._on_selection_unit_selected)
-        self._timer = QTimer(self)
-        self._timer.setInterval(self.redraw_interval_ms)
-        self._timer.timeout.connect(self._on_timer_timeout)
-        self._timer.start()
+        self.next_due = 0.0            # perf_counter time from which a redraw may happen
+        self.interval = self.redraw_interval_ms / 1000
+        scheduler()
 
     # ------------------------------------------------------------ subclass API
     def build(self):
@@ -231,22 +261,18 @@ class Panel(QWidget):
         """True if some of the panel is on screen (not closed, not a hidden tab)."""
         return _visible(self)
 
-    @Slot()
-    def _on_timer_timeout(self):
-        if self.snapshot is not self.drawn and self.is_shown():
-            t0 = time.perf_counter()
-            self.redraw_now(raise_errors=False)
-            self._pace(time.perf_counter() - t0)
-
-    def _pace(self, seconds):
-        """Frame pacing: slow panels redraw less often, so that all visible panels together
-        use at most about half of the GUI thread and the event loop stays responsive."""
-        self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * seconds
-        visible = sum(1 for p in list(Panel._live) if _visible(p)) or 1
-        ms = int(1000 * 2.0 * self.redraw_seconds * visible)
-        interval = min(int(max(self.redraw_interval_ms, ms) * Panel.pace_factor), 2000)
-        if abs(interval - self._timer.interval()) > 0.1 * self._timer.interval():
-            self._timer.setInterval(interval)
+    def timed_redraw(self, now=None):
+        """Redraw (called by the scheduler) and set when the next redraw may come:
+        slow panels redraw less often, so that all shown panels together take about half
+        of the GUI thread, and all of them less often while it is busy."""
+        t0 = time.perf_counter() if now is None else now
+        self.redraw_now(raise_errors=False)
+        cost = time.perf_counter() - t0
+        self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * cost
+        shown = sum(1 for p in list(Panel._live) if _visible(p)) or 1
+        interval = max(self.redraw_interval_ms / 1000, 2.0 * self.redraw_seconds * shown)
+        self.interval = min(interval * scheduler().pace, 2.0)
+        self.next_due = t0 + self.interval
 
     @Slot(int)
     def _on_selection_unit_selected(self, unit):

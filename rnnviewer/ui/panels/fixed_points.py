@@ -38,8 +38,16 @@ STYLES = {"stable": ("o", "#1f4e9c", 13), "saddle": ("x", "#d62728", 15),
           "selected": ("o", "#ffa00080", 30)}      # a halo drawn under the selected point
 OVERLAY = "fixed points: "             # prefix of the overlay names on the state space
 TOLERANCES = (1e-16, 1e-14, 1e-12, 1e-10, 1e-8, 1e-6)
-SEGMENT = 0.2                          # half-length of a direction line, x the states' spread
+SEGMENT = 0.15                         # half-length of a direction line, x the states' spread
 COLUMNS = ("#", "kind", "q", "|\u03bb| max", "unstable", "hits")
+
+
+def legend_html():
+    """The overlay's marks, as coloured text for the panel's tool bar."""
+    marks = (("stable", "●"), ("saddle", "✖"), ("unstable", "★"),
+             ("slow", "◆"))
+    return "&nbsp;&nbsp;".join(f'<span style="color:{STYLES[k][1]}">{m}</span>&nbsp;{k}'
+                               for k, m in marks)
 
 
 def _table(tip):
@@ -50,7 +58,7 @@ def _table(tip):
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    t.horizontalHeader().setStretchLastSection(True)
+    t.horizontalHeader().setStretchLastSection(False)
     t.setToolTip(tip)
     return t
 
@@ -93,6 +101,12 @@ class FixedPointsPanel(JobPanel):
                                     "state-space panel")
         self.overlay_box.toggled.connect(self._on_overlay_box_toggled)
         bar.addWidget(self.overlay_box)
+        self.legend = QLabel(legend_html())
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setToolTip("How the points are marked on the state-space panel; the "
+                               "short lines through saddles and unstable points are their "
+                               "unstable directions, the halo marks the selected point")
+        bar.addWidget(self.legend)
         bar.addStretch(1)
         self.layout_.addLayout(bar)
 
@@ -153,16 +167,17 @@ class FixedPointsPanel(JobPanel):
         self.circle = self.eig_plot.plot(np.cos(theta), np.sin(theta),
                                          pen=pg.mkPen("#606060", width=1.2,
                                                       style=Qt.PenStyle.DashLine))
-        self.eig_in = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush(STYLES["stable"][1]))
-        self.eig_out = pg.ScatterPlotItem(size=10, pen=None,
-                                          brush=pg.mkBrush(STYLES["saddle"][1]))
+        self.eig_in = pg.ScatterPlotItem(size=7, pen=None,
+                                         brush=pg.mkBrush(STYLES["stable"][1] + "b0"))
+        self.eig_out = pg.ScatterPlotItem(size=9, pen=None,
+                                          brush=pg.mkBrush(STYLES["saddle"][1] + "d0"))
         for item in (self.eig_in, self.eig_out):
             self.eig_plot.addItem(item)
         self.eig_plot.setTitle("eigenvalues of dF/dh", size="9pt")
         split.addWidget(self.view)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 1)
-        split.setSizes([330, 270])
+        split.setSizes([1000, 1000])
         self.stack.addWidget(split)
         self.layout_.addWidget(self.stack, 1)
 
@@ -335,7 +350,7 @@ class FixedPointsPanel(JobPanel):
         table.setRowCount(len(order))
         for row, i in enumerate(order):
             kind = str(kinds[i])
-            cells = (str(i), kind, f"{q[i]:.1e}", f"{r[prefix + 'spectral_radius'][i]:.4f}",
+            cells = (str(i), kind, f"{q[i]:.1e}", f"{r[prefix + 'spectral_radius'][i]:.5f}",
                      str(int(r[prefix + "n_unstable"][i])), str(int(r[prefix + "count"][i])))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)

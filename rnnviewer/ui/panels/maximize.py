@@ -184,6 +184,11 @@ class MaximizePanel(JobPanel):
                               "highlighted")
         self.chars.setVisible(False)
         self.layout_.addWidget(self.chars)
+        self.curve_legend = QLabel("")
+        self.curve_legend.setTextFormat(Qt.TextFormat.RichText)
+        self.curve_legend.setToolTip("The input channels drawn as curves")
+        self.curve_legend.setVisible(False)
+        self.layout_.addWidget(self.curve_legend)
 
         self.stack = QStackedWidget()
         self.message = message_label("waiting for the first snapshot\u2026")
@@ -195,8 +200,6 @@ class MaximizePanel(JobPanel):
         style_plot(self.input_plot, left="input")
         self.image = ReportingImage(on_hover=weak_callback(self._on_image_hover))
         self.input_plot.addItem(self.image)
-        self.legend = self.input_plot.addLegend(offset=(-5, 5), labelTextSize="8pt",
-                                                colCount=4)
         self.curves = []
         self._curve_names = None
         self.cbar = color_bar(colormap(DIVERGING), label="input value")
@@ -439,6 +442,7 @@ class MaximizePanel(JobPanel):
         self.message.setText(text)
         self.stack.setCurrentWidget(self.message)
         self.chars.setVisible(False)
+        self.curve_legend.setVisible(False)
 
     def _draw_result(self):
         r = self.result
@@ -469,7 +473,12 @@ class MaximizePanel(JobPanel):
         hist = np.asarray(r["history"], np.float64)
         self.hist_curve.setData(np.arange(1, len(hist) + 1), hist)
         self._draw_symbols(r, t)
-        parts = [f"{what}[{r['unit']}] at t = {t}: {fmt(r['value'])}",
+        label = f"{what}[{r['unit']}]"
+        vocab = self.encoding.vocab
+        if r["target"] == "output" and vocab and r["unit"] < len(vocab) and \
+                self.snapshot is not None and self.snapshot.loss_name == "xent":
+            label += f" ('{_visible(vocab[r['unit']])}')"      # the class of a text/copy task
+        parts = [f"{label} at t = {t}: {fmt(r['value'])}",
                  f"best of {len(r['restart_values'])} restarts",
                  f"{len(hist)} iterations{' (cancelled)' if r['stopped'] else ''}",
                  f"{r['seconds']:.1f} s", f"model at step {r['step']:,}"]
@@ -482,7 +491,7 @@ class MaximizePanel(JobPanel):
         """img (rows, T): rows are channels or symbols, row 0 on top."""
         for c in self.curves:
             c.setVisible(False)
-        self.legend.setVisible(False)
+        self.curve_legend.setVisible(False)
         rows, T = img.shape
         cmap = colormap(cmap_name)
         self.image.setColorMap(cmap)
@@ -512,7 +521,6 @@ class MaximizePanel(JobPanel):
         names = [self._names[i] if i < len(self._names) else f"x{i}" for i in range(I)]
         if names != self._curve_names:
             for c in self.curves:
-                self.legend.removeItem(c)
                 self.input_plot.removeItem(c)
             self.curves = []
             for i, name in enumerate(names):
@@ -521,7 +529,10 @@ class MaximizePanel(JobPanel):
                     name=name, pen=pg.mkPen(col, width=1.6), symbol="o", symbolSize=4,
                     symbolBrush=col, symbolPen=None))
             self._curve_names = names
-        self.legend.setVisible(I > 1)
+            self.curve_legend.setText("input channels:&nbsp;&nbsp;" + "&nbsp;&nbsp;".join(
+                f'<span style="color:{CURVE_COLORS[i % len(CURVE_COLORS)]}">━●━'
+                f'</span>&nbsp;{html.escape(n)}' for i, n in enumerate(names)))
+        self.curve_legend.setVisible(True)
         for i, c in enumerate(self.curves):
             c.setVisible(True)
             c.setData(np.arange(T), x[:, i])
