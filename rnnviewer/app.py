@@ -66,7 +66,9 @@ def build_parser():
         prog="rnnviewer",
         description="Train small recurrent networks live and look inside them. "
                     "`rnnviewer train --help` trains without a window.")
-    p.add_argument("file", nargs="?", metavar="FILE", help="a session file (.npz) to open")
+    # nargs="*": the desktop entry's `Exec=rnnviewer %F` may pass several files
+    p.add_argument("file", nargs="*", metavar="FILE",
+                   help="a session file (.npz) to open (only the first of several is opened)")
     p.add_argument("--version", action="version", version=f"rnnviewer {rnnviewer.__version__}")
     p.add_argument("--screenshot", metavar="PNG",
                    help="train --steps steps offscreen, save a PNG of the window, and exit")
@@ -116,6 +118,12 @@ def main(argv=None):
         from rnnviewer.training.headless import main as train_main
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)
+    files = args.file
+    args.file = files[0] if files else None       # one window, one session
+    args.ignored_files = files[1:]
+    if args.ignored_files:
+        print(f"rnnviewer: opening {args.file}; ignored {len(args.ignored_files)} more "
+              f"file(s): {', '.join(args.ignored_files)}", file=sys.stderr)
     if args.steps is not None and args.steps < 0:
         build_parser().error("--steps must be >= 0")
     setup_numba_cache()

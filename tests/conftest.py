@@ -21,3 +21,7 @@ except ImportError:  # pragma: no cover
 else:
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, _SETTINGS_DIR)
+
+if QSettings is not None:   # autosave and its crash marker: never the user's data folder
+    from rnnviewer.ui import autosave as _autosave
+    _autosave.use_data_dir(os.path.join(_SETTINGS_DIR, "data"))

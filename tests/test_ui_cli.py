@@ -82,6 +82,24 @@ def test_screenshot_and_panel_export(tmp_path):
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1500, 900)
     assert (panels / "curves.png").is_file()
+    pngs = sorted(panels.glob("*.png"))
+    assert len(pngs) > 3                   # the tabs behind others too
+    for p in pngs:                         # each laid out at its real size, not a stale one
+        head = p.read_bytes()[:24]
+        size = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        assert size[0] >= 300 and size[1] >= 200, (p.name, size)
+
+
+def test_several_files_open_the_first_and_ignore_the_rest(monkeypatch, capsys):
+    """The desktop entry's `Exec=rnnviewer %F` may pass several files."""
+    import rnnviewer.ui.runner as runner
+    seen = []
+    monkeypatch.setattr(runner, "run", lambda args, overrides, fast_exit: seen.append(args) or 0)
+    assert main(["a.npz", "b.npz", "c.npz"]) == 0
+    assert seen[0].file == "a.npz" and seen[0].ignored_files == ["b.npz", "c.npz"]
+    assert "ignored 2 more" in capsys.readouterr().err
+    assert main(["only.npz"]) == 0 and seen[1].file == "only.npz"
+    assert main([]) == 0 and seen[2].file is None and seen[2].ignored_files == []
 
 
 DRIVER = textwrap.dedent("""

@@ -120,7 +120,8 @@ def test_worker_analyses_put_results_in_extra(snaps):
                                       "fixed_points": {"starts": 16}}, ctx, force=True)
     mx, fp = extra["maximize"], extra["fixed_points"]
     assert mx["error"] is None and fp["error"] is None, (mx["error"], fp["error"])
-    assert mx["onehot"] and len(mx["chars"]) == 20 and mx["distribution"].shape == (20, s.model.n_in)
+    assert mx["onehot"] and len(mx["chars"]) == 20
+    assert mx["distribution"].shape == (20, s.model.n_in)
     assert fp["points"].shape[1] == H and len(fp["q"]) == len(fp["kind"]) >= 1
     bad = AnalysisRunner().run_due({"fixed_points": {"x_star": "nonsense"}}, ctx, force=True)
     assert "x_star" in bad["fixed_points"]["error"]
@@ -158,8 +159,14 @@ def test_maximize_panel_draws_one_hot_text(qtbot, snaps, cell):
     r = panel.result
     I = int(snap.model_config["n_in"])
     assert panel.enc_box.currentData() == "onehot" and r["onehot"]
+    dist = r["distribution"]                                       # (T, I)
+    likely = np.flatnonzero((dist.max(0) >= 0.05) | np.isin(np.arange(I), r["argmax"]))
+    img = panel.image.image              # by default only the likely symbols are rows
+    assert panel.image.isVisible() and img.dtype == np.float32
+    np.testing.assert_array_equal(img, dist[:, likely].T.astype(np.float32))
+    panel.all_box.setChecked(True)
     img = panel.image.image
-    assert panel.image.isVisible() and img.shape == (I, T) and img.dtype == np.float32
+    assert img.shape == (I, T)
     np.testing.assert_allclose(img.sum(0), 1.0, atol=1e-5)     # a distribution per step
     assert panel.cbar.isVisible() and tuple(panel.cbar.levels()) == (0.0, 1.0)
     assert len(r["chars"]) == T and panel.chars.isVisible()
@@ -186,6 +193,29 @@ def test_maximize_follows_the_selected_unit_and_output_units(qtbot, snaps):
     qtbot.waitUntil(lambda: panel.job is None, timeout=20000)
     assert panel.result["target"] == "output" and panel.result["unit"] == 2
     assert "y[2]" in panel.info.text()
+
+
+@pytest.mark.parametrize("cls", (MaximizePanel, FixedPointsPanel))
+def test_rerun_every_n_steps(qtbot, snaps, cls):
+    snap = snaps["gru", "flipflop"]
+    panel = quick(show(qtbot, cls))
+    feed_and_wait(qtbot, panel, snap)
+    first = panel.result
+    later = dataclasses.replace(snap, step=snap.step + 3, serial=snap.serial + 1)
+    panel.update_snapshot(later)
+    panel.redraw_now()
+    assert panel.job is None                       # off by default: on demand only
+    panel.auto_box.setChecked(True)
+    panel.auto_spin.setValue(5)
+    panel.drawn = None
+    panel.redraw_now()
+    assert panel.job is None                       # 3 steps later: not due yet
+    panel.update_snapshot(dataclasses.replace(snap, step=snap.step + 5,
+                                              serial=snap.serial + 2))
+    panel.redraw_now()
+    assert panel.job is not None
+    qtbot.waitUntil(lambda: panel.job is None, timeout=20000)
+    assert panel.result is not first and panel.result["step"] == snap.step + 5
 
 
 def test_maximize_can_be_cancelled(qtbot, snaps):

@@ -318,9 +318,12 @@ def test_curves_panel_draws_and_exports(window, qtbot, tmp_path):
     panel.export_data(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as z:
         np.testing.assert_array_equal(z["step"], np.arange(1, 13))
-    paths = window.export_panels(tmp_path / "all")      # the panels on screen
-    shown = [f"{n}.png" for n, p in window.panels.items() if p.is_shown()]
-    assert [p.name for p in paths] == shown and "curves.png" in shown
+    front = [n for n, p in window.panels.items() if p.is_shown()]
+    paths = window.export_panels(tmp_path / "all")      # every open panel, tabs raised
+    opened = [f"{n}.png" for n, d in window.docks.items() if d.toggleViewAction().isChecked()]
+    assert [p.name for p in paths] == opened and "curves.png" in opened
+    assert len(opened) > len(front)                     # tabs behind others are exported too
+    assert [n for n, p in window.panels.items() if p.is_shown()] == front   # put back
     panel.log_box.setChecked(False)
     assert not panel.loss_plot.ctrl.logYCheck.isChecked()
 
@@ -497,3 +500,23 @@ def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
     assert not gc.isenabled()
     shiboken6.delete(parent)
     assert gc.isenabled()
+
+
+def test_svg_export_of_a_plain_widget_panel(qtbot, tmp_path):
+    """A panel drawn by plain widgets (no pyqtgraph scene) renders into the SVG
+    (PySide6 6.11 rejects QWidget.render(painter) without a target offset)."""
+    from PySide6.QtWidgets import QLabel
+
+    class Plain(Panel):
+        title, object_name = "Plain", "plain_test"
+
+        def build(self):
+            self.layout_.addWidget(QLabel("a plain label with some words"))
+    panel = Plain(UnitSelection())
+    qtbot.addWidget(panel)
+    panel.resize(320, 200)
+    panel.show()
+    assert panel.export_item() is None
+    panel.export_image(tmp_path / "p.svg")
+    data = (tmp_path / "p.svg").read_bytes()
+    assert b"<svg" in data[:2000] and len(data) > 500

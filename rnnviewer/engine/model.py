@@ -7,6 +7,7 @@ Parameters use torch's layout (see docs/developer-guide.md), so state_dicts of
 torch.nn.RNN/GRU/LSTM + Linear map one to one.
 """
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,11 +96,13 @@ class Model:
             self.params = {}
             self.set_params(params)
         self._fwd, self._bwd, self._step = get_cell(cell, backend)
-        self._head = None  # numba readout + fused losses (kernels/head.py)
+        self._head = self._fused = None  # numba readout + losses; a cell's fused pass
         if backend == "numba":
             from rnnviewer.engine.kernels import head
 
             self._head = head
+            module = sys.modules.get(getattr(self._fwd, "__module__", ""))
+            self._fused = getattr(module, "loss_and_grads", None)
 
     # ------------------------------------------------------------ construction
     @property
@@ -265,13 +268,15 @@ class Model:
         xk = x
         if x.ndim == 2 and not getattr(self._fwd, "accepts_token_ids", False):
             xk = self.one_hot(x)
-        out = self._fwd(self.params, xk, h0, c0)
-        h = out["h"]
-        B, T = h.shape[:2]
+        B, T = x.shape[:2]
         shape = (B, T, self.n_out)
         target = losses.check_target(loss, target, shape, self.dtype)
         w, count = losses.weights(mask, B, T, self.dtype)
         w = np.ones((B, T), self.dtype) if w is None else np.ascontiguousarray(w)
+        if self._fused is not None:  # the whole step in one pass per batch chunk
+            return self._fused(self.params, xk, h0, c0, loss, target, w, count)
+        out = self._fwd(self.params, xk, h0, c0)
+        h = out["h"]
         W_hy = self.params["W_hy"]
         value, _, dy = self._head.readout_loss(h, W_hy, self.params["b_y"], loss, target, w,
                                                count)

@@ -75,13 +75,15 @@ EXAMPLES = (
         name="flipflop-attractors",
         title="Attractors of the 3-bit flip-flop",
         text=("Three input channels send occasional +1/-1 pulses; each output must hold the "
-              "sign of its channel's last pulse. After training, the hidden state lives near "
-              "8 stable fixed points, one per memory state, at the corners of a cube in PCA "
-              "space, with saddle points between them. Open 'State space (PCA)' and 'Fixed "
-              "points': stable points are filled, saddles hollow, with their unstable "
-              "directions drawn as short lines joining neighbouring attractors."),
-        config=dict(task="flipflop", cell="gru", hidden=48, seq_len=100, batch=32,
-                    optimizer="adam", lr=0.005, clip=1.0, seed=0),
+              "sign of its channel's last pulse, so the network must store one of 8 memories. "
+              "After training, 'Fixed points' (zero input, press Find or let it run) finds "
+              "stable fixed points, one per memory (8 with seed 0 after 1500 steps), and "
+              "saddle points between them. They are drawn on 'State space (PCA)': stable "
+              "points as filled circles, saddles as crosses with their unstable directions "
+              "as short lines, which point towards neighbouring attractors: a pulse moves "
+              "the state from one attractor's basin to the next."),
+        config=dict(task="flipflop", cell="rnn", hidden=48, seq_len=100, batch=32,
+                    optimizer="adam", lr=0.002, clip=1.0, seed=0),
         panels=("state_space", "fixed_points", "curves"),
         steps=1500,
         reference="Sussillo & Barak 2013",

@@ -48,6 +48,11 @@ class GuiThreadGC(QObject):
                 if l2 > self.threshold[2]:
                     gc.collect(2)
 
+    @Slot()
+    def on_thread_finished(self):
+        """A worker thread that outlived its window has ended: stop now."""
+        self.stop()
+
     def stop(self):
         """Stop; automatic collection comes back once no guard is active."""
         self._timer.stop()

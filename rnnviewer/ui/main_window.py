@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
 
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
+from rnnviewer.ui.autosave import Autosaver
 from rnnviewer.ui.controls import ControlsWidget, effective_options
 from rnnviewer.ui.examples_menu import install_examples_menu
 from rnnviewer.ui.gcguard import GuiThreadGC
@@ -39,8 +40,11 @@ def import_weights_function():
 class MainWindow(QMainWindow):
     """The application window. `start()` launches training after the window shows."""
 
-    def __init__(self, config=None, *, interactive=True, restore_settings=True):
+    def __init__(self, config=None, *, interactive=True, restore_settings=True, autosave=False):
         super().__init__()
+        # cyclic GC only from a GUI-thread timer (Qt objects), never in the middle of
+        # building the panels: a collection inside a pyqtgraph item's __init__ segfaulted
+        self.gc_guard = GuiThreadGC(self)
         self.setObjectName("main_window")
         self.interactive = interactive
         self.errors = []              # (message, details) of every error shown
@@ -84,7 +88,8 @@ class MainWindow(QMainWindow):
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
             self.controls.set_speed_value(float(settings.settings().value("session/speed", 0)))
-        self.gc_guard = GuiThreadGC(self)  # cyclic GC only in the GUI thread (Qt objects)
+        # autosave + crash restore (ui/autosave.py): the application's window only
+        self.autosaver = Autosaver(self) if autosave else None
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(100)
         self._status_timer.timeout.connect(self._on_status_timer_timeout)
@@ -290,8 +295,13 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def start_pending(self):
-        """start() with the file given on the command line (`pending_path`), if any."""
-        self.start(getattr(self, "pending_path", None))
+        """start() with the file given on the command line (`pending_path`), if any;
+        else, after a crash, with the autosaved session if the user wants it back."""
+        path = getattr(self, "pending_path", None)
+        if self.autosaver is not None:
+            restore = self.autosaver.restore_path()
+            path = path or restore
+        self.start(path)
 
     def stop(self, timeout=0.8):
         """Stop the worker thread (returns within about `timeout` s)."""
@@ -310,6 +320,9 @@ class MainWindow(QMainWindow):
 
     @Slot(object, str)
     def _on_worker_session_changed(self, config, path):
+        if self.autosaver is not None and self.autosaver.is_autosave(path):
+            path = ""                # restored: untitled, never saved over the autosave
+            self.statusBar().showMessage("Restored the autosaved session", 10000)
         self.config = config
         self.controls.set_config(config)
         self.current_path = path
@@ -589,13 +602,26 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage(f"Saved {len(paths)} images in {folder}", 5000)
 
     def export_panels(self, folder):
-        """Save one PNG per visible panel, named after the panel; returns the paths."""
+        """Save one PNG per open panel (tabs behind others included), named after the panel;
+        returns the paths. Each dock is raised first so that it is laid out at its real size
+        (a tab never shown keeps a tiny stale size), then the front tabs are put back."""
+        from PySide6.QtWidgets import QApplication
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        front = [d for n, d in self.docks.items() if self.panels[n].is_shown()]
         out = []
-        for name, panel in self.panels.items():
-            if panel.is_shown():
+        try:
+            for name, panel in self.panels.items():
+                dock = self.docks[name]
+                if not dock.toggleViewAction().isChecked():
+                    continue            # closed by the user (View menu)
+                if not panel.is_shown():
+                    dock.raise_()
+                    QApplication.processEvents()
                 out.append(panel.export_image(folder / f"{name}.png"))
+        finally:
+            for dock in front:
+                dock.raise_()
         return out
 
     @Slot()
@@ -669,10 +695,17 @@ class MainWindow(QMainWindow):
         except Exception:  # never block quitting on settings
             pass
         self._status_timer.stop()
-        self.gc_guard.stop()
         # A step ends within milliseconds; a numba compile cannot be interrupted at all.
         budget = 0.05 if self.compiling else 0.6
-        self.stop(timeout=max(0.05, budget - (time.monotonic() - t0)))
+        if self.autosaver is not None:
+            self.autosaver.close()       # the worker autosaves as it stops
+        handle = self.worker_thread
+        if self.stop(timeout=max(0.05, budget - (time.monotonic() - t0))) or handle is None:
+            self.gc_guard.stop()
+        else:   # still busy (a compile): collect in the GUI thread only until it ends
+            handle.thread.finished.connect(self.gc_guard.on_thread_finished)
+        if self.autosaver is not None:
+            self.autosaver.release()     # a clean quit: no restore offer next time
         event.accept()
 
     def dragEnterEvent(self, event):

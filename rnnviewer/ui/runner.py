@@ -80,9 +80,13 @@ def run(args, overrides, fast_exit=False):
         return finish(self_test(args, config), fast_exit)
     if args.screenshot or args.export_panels:
         return finish(screenshot(args, config or SessionConfig()), fast_exit)
-    win = MainWindow(config)
+    win = MainWindow(config, autosave=True)
     win.show()
     win.pending_path = args.file
+    ignored = getattr(args, "ignored_files", None)
+    if ignored:
+        win.statusBar().showMessage(f"Opened only the first file; ignored {len(ignored)} more: "
+                                    f"{', '.join(Path(p).name for p in ignored)}", 15000)
     QTimer.singleShot(0, win.start_pending)
     signal.signal(signal.SIGINT, _on_sigint)
     code = app.exec()

@@ -62,6 +62,8 @@ class TrainingWorker(QObject):
         self._run_id = 0
         self._compiled = set()
         self.analysis_requests = {}
+        self.final_save_path = None           # set by the GUI: autosave here when quitting
+        self._autosaved = None                # (run_id, step) of the last autosave
 
     # ------------------------------------------------------------ GUI-thread API
     def post(self, command, *args):
@@ -80,6 +82,10 @@ class TrainingWorker(QObject):
 
     def save_session(self, path):
         self.post("save", str(path))
+
+    def autosave(self, path):
+        """Save quietly to `path` between two steps, unless nothing changed since the last."""
+        self.post("autosave", str(path))
 
     def set_running(self, running):
         self.post("running", bool(running))
@@ -113,6 +119,8 @@ class TrainingWorker(QObject):
         except BaseException as e:  # never let an exception kill the thread silently
             self._report(e)
         finally:
+            if self.final_save_path:
+                self._quiet_save(self.final_save_path)
             self.session = None
             self.finished.emit()
             thread = QThread.currentThread()
@@ -243,6 +251,23 @@ class TrainingWorker(QObject):
         except OSError as e:
             raise RnnviewerError(f"{path}: cannot save there ({e.strerror or e})") from None
         self.saved.emit(path)
+
+    def _cmd_autosave(self, path):
+        self._quiet_save(path)
+
+    def _quiet_save(self, path):
+        """Autosave: never an error dialog, a note in the status bar at most."""
+        s = self.session
+        if s is None or self._autosaved == (s.run_id, s.step):
+            return
+        try:
+            s.save(path)
+        except Exception as e:       # noqa: BLE001 - autosave must never stop training
+            log.warning("autosave to %s failed: %s", path, e)
+            if not self._quit.is_set():
+                self.notice.emit(f"Autosave failed: {path}: {e}")
+            return
+        self._autosaved = (s.run_id, s.step)
 
     def _cmd_running(self, running):
         if not running:

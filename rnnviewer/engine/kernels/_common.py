@@ -190,21 +190,28 @@ def _blas_gemm_ol(like, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     return impl
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always")
 def gemm(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, ldc):
     """Row-major C[m, n] = alpha * op(A) @ op(B) + beta * C on strided buffers.
 
     A, B, C are C-contiguous arrays of one float dtype, addressed as flat buffers:
     element (i, j) of the row-major operand X is X.flat[off_x + i * ldx + j]. op(A) is
     A (m, k) or, with trans_a, A.T where A is (k, m); likewise B. beta = 0 overwrites C.
+    Inlined: it flattens the arrays, so `_gemm_flat` compiles once per dtype.
     """
+    _gemm_flat(bool(trans_a), bool(trans_b), m, n, k, float(alpha), a.reshape(a.size), off_a,
+               lda, b.reshape(b.size), off_b, ldb, float(beta), c.reshape(c.size), off_c, ldc)
+
+
+@njit(cache=True, nogil=True)
+def _gemm_flat(trans_a, trans_b, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c,
+               ldc):
     if m <= 0 or n <= 0:
         return
     if k <= 0:  # C = beta * C, which BLAS may skip
-        cf = c.reshape(c.size)
         for i in range(m):
             for j in range(n):
-                cf[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * cf[off_c + i * ldc + j]
+                c[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * c[off_c + i * ldc + j]
         return
     # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap operands.
     _blas_gemm(c, _T if trans_b else _N, _T if trans_a else _N, n, m, k, alpha,
@@ -230,25 +237,6 @@ def _dot1x8(a, w, j, K, zero):
         s6 += x * w6[k]
         s7 += x * w7[k]
     return s0, s1, s2, s3, s4, s5, s6, s7
-
-
-@njit(inline="always")
-def _dot2x4(a0, a1, w, j, K, zero):
-    """Two rows of A against four rows of W."""
-    w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    for k in range(K):
-        x0, x1 = a0[k], a1[k]
-        y0, y1, y2, y3 = w0[k], w1[k], w2[k], w3[k]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-    return s00, s01, s02, s03, s10, s11, s12, s13
 
 
 @njit(inline="always")
@@ -300,32 +288,6 @@ def _rows3(a0, a1, a2, w, cf, c0, c1, c2, j0, j1, K, beta, zero):
 
 
 @njit(inline="always")
-def _rows2(a0, a1, w, cf, c0, c1, j0, j1, K, beta, zero):
-    """Two rows of A against rows j0:j1 of W (2x4 tiles)."""
-    j = j0
-    while j + 4 <= j1:
-        s00, s01, s02, s03, s10, s11, s12, s13 = _dot2x4(a0, a1, w, j, K, zero)
-        _put(cf, c0 + j, s00, beta)
-        _put(cf, c0 + j + 1, s01, beta)
-        _put(cf, c0 + j + 2, s02, beta)
-        _put(cf, c0 + j + 3, s03, beta)
-        _put(cf, c1 + j, s10, beta)
-        _put(cf, c1 + j + 1, s11, beta)
-        _put(cf, c1 + j + 2, s12, beta)
-        _put(cf, c1 + j + 3, s13, beta)
-        j += 4
-    while j < j1:
-        wj = w[j]
-        s0 = s1 = zero
-        for k in range(K):
-            s0 += a0[k] * wj[k]
-            s1 += a1[k] * wj[k]
-        _put(cf, c0 + j, s0, beta)
-        _put(cf, c1 + j, s1, beta)
-        j += 1
-
-
-@njit(inline="always")
 def _rows1(a0, w, cf, c0, j0, j1, K, beta, zero):
     """One row of A against rows j0:j1 of W (1x8 tiles)."""
     j = j0
@@ -357,8 +319,8 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
 
     A and C are addressed as flat buffers (row i of A starts at off_a + i * lda). The
     recurrent product of one timestep (A = h_{t-1} rows, W = W_hh); beta is 0 or 1
-    (0 overwrites C). Hand-tiled dot products (3x3 register tiles; 2x4 and 1x8 for
-    the rows left over) over panels of W that stay in L1 while all rows of A pass, so
+    (0 overwrites C). Hand-tiled dot products (3x3 register tiles; 1x8 for the
+    rows left over) over panels of W that stay in L1 while all rows of A pass, so
     W streams from memory once per call: with fastmath's reassociation they vectorise
     along K and beat BLAS gemm, which re-packs W on every call, by 1.5-3x at these
     sizes (8x at m = 1).
@@ -377,12 +339,10 @@ def _mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
                    w, cf, off_c + i * ldc, off_c + (i + 1) * ldc, off_c + (i + 2) * ldc,
                    j0, j1, K, beta, zero)
             i += 3
-        oa = off_a + i * lda
-        if i + 2 == m:
-            _rows2(af[oa:oa + K], af[oa + lda:oa + lda + K], w, cf, off_c + i * ldc,
-                   off_c + (i + 1) * ldc, j0, j1, K, beta, zero)
-        elif i + 1 == m:
+        while i < m:
+            oa = off_a + i * lda
             _rows1(af[oa:oa + K], w, cf, off_c + i * ldc, j0, j1, K, beta, zero)
+            i += 1
 
 
 # compiled once per dtype with that dtype's flags (reassociation is what vectorises
@@ -398,8 +358,10 @@ def mm_nt(m, a, off_a, lda, w, c, off_c, ldc, beta):
 @overload(mm_nt, inline="always")
 def _mm_nt_ol(m, a, off_a, lda, w, c, off_c, ldc, beta):
     fn = _mm_nt_f32 if c.dtype == types.float32 else _mm_nt_f64
-    return lambda m, a, off_a, lda, w, c, off_c, ldc, beta: fn(m, a, off_a, lda, w, c, off_c,
-                                                                 ldc, beta)
+
+    def impl(m, a, off_a, lda, w, c, off_c, ldc, beta):  # flat views: one specialisation
+        fn(m, a.reshape(a.size), off_a, lda, w, c.reshape(c.size), off_c, ldc, float(beta))
+    return impl
 
 
 @njit(inline="always")

@@ -86,11 +86,14 @@ def _back_rows(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
     T, H = h.shape[1], h.shape[2]
     O = W.shape[0]
     m = b1 - b0
-    if dh_extra.size:
-        dh[b0:b1] = dh_extra[b0:b1]
+    beta = 0.0
+    if dh_extra.size:  # copied row by row: a slice assignment compiles shape checks
+        for i in range(b0, b1):
+            for t in range(T):
+                d, e = dh[i, t], dh_extra[i, t]
+                for j in range(H):
+                    d[j] = e[j]
         beta = 1.0
-    else:
-        beta = 0.0
     gemm(False, False, m * T, H, O, 1.0, dy, b0 * T * O, O, W, 0, H, beta, dh, b0 * T * H, H)
     gemm(True, False, O, H, m * T, 1.0, dy, b0 * T * O, O, h, b0 * T * H, H, 0.0, gW, 0, H)
     gb[:] = 0.0
@@ -191,6 +194,9 @@ def _back_par_f64(h, dy, W, dh_extra, dh, gW, gb):
 
 
 _READOUT = {4: _readout_f32, 8: _readout_f64}
+LOSS_ROWS = {("mse", 4): _mse_f32, ("mse", 8): _mse_f64, ("xent", 4): _xent_f32,
+             ("xent", 8): _xent_f64}   # row-range kernels, for the cells' fused passes
+BACK_ROWS = {4: _back_f32, 8: _back_f64}
 _LOSS = {("mse", 4): (_mse_f32, _mse_par_f32), ("mse", 8): (_mse_f64, _mse_par_f64),
          ("xent", 4): (_xent_f32, _xent_par_f32), ("xent", 8): (_xent_f64, _xent_par_f64)}
 _BACK = {4: (_back_f32, _back_par_f32), 8: (_back_f64, _back_par_f64)}
@@ -232,7 +238,7 @@ def readout_loss(h, W, b, loss, target, weights, count):
     return float(part.sum() / denom), y, dy
 
 
-_NO_DH = {4: np.zeros((0, 0, 0), np.float32), 8: np.zeros((0, 0, 0), np.float64)}
+NO_DH = {4: np.zeros((0, 0, 0), np.float32), 8: np.zeros((0, 0, 0), np.float64)}
 
 
 def readout_backward(h, dy, W, dh_extra=None):
@@ -245,7 +251,7 @@ def readout_backward(h, dy, W, dh_extra=None):
     dh = np.empty((B, T, H), h.dtype)
     gW = np.empty((n, O, H), h.dtype)
     gb = np.empty((n, O), h.dtype)
-    extra = _NO_DH[h.itemsize] if dh_extra is None else _c(dh_extra, h.dtype)
+    extra = NO_DH[h.itemsize] if dh_extra is None else _c(dh_extra, h.dtype)
     serial, par = _BACK[h.itemsize]
     if n > 1:
         par(h, dy, W, extra, dh, gW, gb)

@@ -13,6 +13,7 @@ buffers); small ones run the serial kernel. Each variant compiles on first use o
 import numpy as np
 from numba import njit, prange
 
+from rnnviewer.engine.kernels import head
 from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_tanh, chunk_count,
                                               gemm, ids_in_range, input_grads, mm_nt,
                                               project_input, transpose)
@@ -136,6 +137,45 @@ def _bwd_par_f64(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, 
                  c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
 
 
+# ---------------------------------------------------------------- fused training pass
+# Each batch chunk runs forward, readout + loss, readout backward and BPTT back to back:
+# one fork/join per training step, and a chunk's activations stay in its core's cache.
+def _make_train(fwd, loss_rows, back, bwd):
+    """(serial, parallel) fused training kernels for one dtype and one loss, from the
+    row-range kernels of the cell (fwd, bwd) and of the head (loss_rows, back)."""
+
+    def rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y, dy,
+             dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, c, b0, b1):
+        fwd(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+        loss_rows(h, W_hy, b_y, target, w, scale, y, dy, part, c, b0, b1)
+        back(h, dy, W_hy, no_dh, dh_out, gW_hy[c], gb_y[c], b0, b1)
+        bwd(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c], b0, b1)
+
+    rows = njit(**JIT_F64)(rows)
+
+    def serial(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
+               dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
+        rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y, dy,
+             dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, 0, 0,
+             h.shape[0])
+
+    def parallel(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
+                 dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
+        n = part.shape[0]
+        for c in prange(n):
+            rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
+                 dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, c,
+                 c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+
+    return njit(**JIT_F64)(serial), njit(**JIT_PAR)(parallel)
+
+
+_TRAIN = {}
+for _itemsize, _rows in ((4, (_fwd_f32, _bwd_f32)), (8, (_fwd_f64, _bwd_f64))):
+    for _loss in ("mse", "xent"):
+        _TRAIN[_loss, _itemsize] = _make_train(_rows[0], head.LOSS_ROWS[_loss, _itemsize],
+                                               head.BACK_ROWS[_itemsize], _rows[1])
+
 _FWD = {4: (_fwd_f32, _fwd_par_f32), 8: (_fwd_f64, _fwd_par_f64)}
 _BWD = {4: (_bwd_f32, _bwd_par_f32), 8: (_bwd_f64, _bwd_par_f64)}
 
@@ -219,3 +259,48 @@ def backward(p, x, out, dh_out):
     dW_xh = np.ascontiguousarray(gW_xh[0].T) if ids else gW_xh[0]
     return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb[0], "b_hh": gb[0].copy(),
             "x": dx, "h": dh, "h0": dh0}
+
+
+def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
+    """Forward, readout, loss and full BPTT in one pass per batch chunk (c0 unused).
+
+    p holds every parameter (with the readout); x (B, T, I) or (B, T) ids; target and
+    weights (B, T) as checked by `engine.losses` (count = their sum). Returns
+    (loss, grads) exactly as `Model.loss_and_grads`: the readout's, the cell's, "x",
+    "h" (total dL/dh_t) and "h0".
+    """
+    W_xh, W_hh, b_xh, b_hh = _arrays(p, p["W_hh"].dtype)
+    dtype = W_hh.dtype
+    W_hy, b_y = np.ascontiguousarray(p["W_hy"], dtype), np.ascontiguousarray(p["b_y"], dtype)
+    H, I = W_xh.shape
+    O = W_hy.shape[0]
+    x = _input(x, dtype, I)
+    B, T = x.shape[:2]
+    h0 = np.ascontiguousarray(h0, dtype)
+    n = chunk_count(B, PARALLEL_MIN_ROWS)
+    ids = x.ndim == 2
+    denom = max(float(count), 1.0) * (O if loss == "mse" else 1)
+    scale = (2.0 if loss == "mse" else 1.0) / denom
+    e = np.empty
+    h, dh, da, dh_out = e((B, T, H), dtype), e((B, T, H), dtype), e((B, T, H), dtype), \
+        e((B, T, H), dtype)
+    y, dy = e((B, T, O), dtype), e((B, T, O), dtype)
+    dx, dh0, part = e((B, T, I), dtype), e((B, H), dtype), np.zeros(n)
+    gW_hy, gb_y = e((n, O, H), dtype), e((n, O), dtype)
+    gW_xh = e((n, I, H) if ids else (n, H, I), dtype)
+    gW_hh, gb = e((n, H, H), dtype), e((n, H), dtype)
+    args = (x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh, h0,
+            W_hy, b_y, target, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy,
+            gb_y, gW_xh, gW_hh, gb, head.NO_DH[dtype.itemsize])
+    serial, par = _TRAIN[loss, dtype.itemsize]
+    if n > 1:
+        par(*args)
+        for c in range(1, n):  # sum the per-chunk weight gradients
+            for g in (gW_hy, gb_y, gW_xh, gW_hh, gb):
+                g[0] += g[c]
+    else:
+        serial(*args)
+    return float(part.sum() / denom), {
+        "W_hy": gW_hy[0], "b_y": gb_y[0],
+        "W_xh": np.ascontiguousarray(gW_xh[0].T) if ids else gW_xh[0], "W_hh": gW_hh[0],
+        "b_xh": gb[0], "b_hh": gb[0].copy(), "x": dx, "h": dh, "h0": dh0}

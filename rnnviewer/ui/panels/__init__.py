@@ -23,7 +23,7 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -323,7 +323,7 @@ class Panel(QWidget):
             if isinstance(item, QGraphicsScene):
                 item.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
             else:
-                self.render(painter)
+                self.render(painter, QPoint(0, 0))   # PySide6 6.11 needs the offset
         finally:
             painter.end()
 

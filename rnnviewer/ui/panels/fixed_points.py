@@ -29,7 +29,7 @@ from rnnviewer.training.analyses_dynamics import KINDS, kind_counts, numpy_model
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._hidden import message_label
 from rnnviewer.ui.panels._job import JobPanel
-from rnnviewer.ui.panels._wg_common import fmt, single_thread_blas
+from rnnviewer.ui.panels._wg_common import single_thread_blas
 from rnnviewer.ui.style import style_plot
 
 # How each kind is drawn, here and on the state-space panel: (symbol, colour, size).

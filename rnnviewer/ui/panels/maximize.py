@@ -34,6 +34,7 @@ from rnnviewer.ui.panels.saliency import TimeSpin
 from rnnviewer.ui.style import COLORS, style_plot
 
 MAX_CURVES = 4                 # real inputs with more channels are drawn as a heatmap
+LIKELY = 0.05                  # symbols shown by default: probability >= this at some step
 CURVE_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b")
 VISIBLE = {"\n": "\u21b5", "\t": "\u21e5", " ": "\u2423", "\r": "\u240d"}
 ENCODINGS = (("onehot", "one-hot (softmax relaxation)"), ("real", "real (L2 + bounds)"))
@@ -141,8 +142,12 @@ class MaximizePanel(JobPanel):
                                 "(annealed geometrically)")
         self.real_widgets = [QLabel("L2"), self.l2_spin, QLabel("bounds"), self.lo_spin,
                              QLabel("to"), self.hi_spin]
+        self.all_box = QCheckBox("all symbols")
+        self.all_box.setToolTip(f"Show every symbol in the distribution, not only those with "
+                                f"probability >= {LIKELY:g} at some step")
+        self.all_box.toggled.connect(self._on_all_box_toggled)
         self.onehot_widgets = [QLabel("temperature"), self.tau0_spin, QLabel("\u2192"),
-                               self.tau1_spin]
+                               self.tau1_spin, self.all_box]
         for w in self.real_widgets + self.onehot_widgets:
             bar.addWidget(w)
         bar.addStretch(1)
@@ -236,6 +241,7 @@ class MaximizePanel(JobPanel):
         self._started = 0.0
         self._output_unit = 0
         self._names = []
+        self._rows = np.zeros(0, np.int64)   # heatmap row -> input channel
         self._on_enc_box_changed(0)
 
     def sizeHint(self):
@@ -291,6 +297,11 @@ class MaximizePanel(JobPanel):
     @Slot(int)
     def _on_enc_box_changed(self, _):
         self._show_encoding_widgets()
+
+    @Slot(bool)
+    def _on_all_box_toggled(self, _):
+        if self.result is not None:
+            self._draw_result()
 
     @Slot(int)
     def _on_target_box_changed(self, _):
@@ -454,10 +465,16 @@ class MaximizePanel(JobPanel):
         t = int(r["t"])
         for line in self.t_lines:
             line.setValue(t)
+        self._rows = np.arange(I)
         if onehot:
-            self._draw_image(np.asarray(r["distribution"], np.float64).T, (0.0, 1.0),
-                             "viridis", "probability")
-            self.input_plot.setLabel("left", "symbol")
+            dist = np.asarray(r["distribution"], np.float64)           # (T, I)
+            if not self.all_box.isChecked():
+                keep = dist.max(0) >= LIKELY
+                keep[np.asarray(r["argmax"], np.int64)] = True
+                self._rows = np.flatnonzero(keep)
+            self._draw_image(dist[:, self._rows].T, (0.0, 1.0), "viridis", "probability")
+            self.input_plot.setLabel("left", "symbol" if self.all_box.isChecked() else
+                                     "likely symbols")
         elif I <= MAX_CURVES:
             self._draw_curves(x)
         else:
@@ -507,8 +524,8 @@ class MaximizePanel(JobPanel):
         self.input_plot.setYRange(-0.5, rows - 0.5, padding=0)
         px = max(self.input_plot.getViewBox().height(), 60.0)
         stride = max(1, int(np.ceil(rows * 12.0 / px)))
-        ticks = [(i, self._names[i] if i < len(self._names) else str(i))
-                 for i in range(0, rows, stride)]
+        ticks = [(i, self._names[c] if c < len(self._names) else str(c))
+                 for i, c in list(enumerate(self._rows))[::stride]]
         self.input_plot.getAxis("left").setTicks([ticks, []])
 
     def _draw_curves(self, x):
@@ -562,12 +579,13 @@ class MaximizePanel(JobPanel):
         r = self.result
         if r is None or row is None:
             return
-        name = self._names[row] if row < len(self._names) else str(row)
+        ch = int(self._rows[row]) if row < len(self._rows) else row
+        name = self._names[ch] if ch < len(self._names) else str(ch)
         if r["onehot"]:
-            p = float(np.asarray(r["distribution"])[col, row])
+            p = float(np.asarray(r["distribution"])[col, ch])
             self.image.setToolTip(f"t = {col}: p('{name}') = {p:.3f}")
         else:
-            v = float(np.asarray(r["x"])[col, row])
+            v = float(np.asarray(r["x"])[col, ch])
             self.image.setToolTip(f"t = {col}: {name} = {fmt(v)}")
 
     # ------------------------------------------------------------ export
