@@ -23,9 +23,11 @@ def small(ex):
 
 def test_examples_are_complete_and_valid():
     assert len(EXAMPLES) >= 5 and len(BY_NAME) == len(EXAMPLES)
-    required = {("adding", "rnn"), ("adding", "lstm"), ("text", "lstm"), ("flipflop", "gru"),
-                ("parity", "gru")}
+    required = {("adding", "rnn"), ("adding", "lstm"), ("text", "lstm"), ("parity", "gru")}
     assert required <= {(e.config["task"], e.config["cell"]) for e in EXAMPLES}
+    assert "flipflop" in {e.config["task"] for e in EXAMPLES}
+    assert {"grad_through_time", "neuron_view", "fixed_points", "spectrum", "maximize"} <= \
+        {p for e in EXAMPLES for p in e.panels}
     for e in EXAMPLES:
         cfg = e.session_config()
         assert cfg.task == e.config["task"] and e.steps > 0 and e.text and e.panels

@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from rnnviewer.engine import Model
 from rnnviewer.training.analyses import AnalysisContext, AnalysisRunner, registered_analyses
@@ -313,7 +314,6 @@ def test_jobs_never_outlive_their_panel_or_window(tmp_path):
 
 
 def _left():
-    from PySide6.QtCore import Qt
     return Qt.MouseButton.LeftButton
 
 
@@ -390,13 +390,25 @@ def test_overlay_lands_on_the_state_space_panel(qtbot, snaps):
 
 
 def test_fixed_points_panel_finds_the_state_space_of_its_main_window(qtbot):
-    from rnnviewer.ui.main_window import MainWindow
-    win = MainWindow(SessionConfig(task="flipflop", hidden=4, seq_len=8), interactive=False,
-                     restore_settings=False)
+    """Through the `panels` dict of the window holding the docks (MainWindow.panels), even
+    when the state-space panel uses another selection object."""
+    from PySide6.QtWidgets import QDockWidget, QMainWindow
+    win = QMainWindow()
     qtbot.addWidget(win)
+    win.panels = {}
+    for cls in (StateSpacePanel, FixedPointsPanel):
+        panel = cls(UnitSelection())
+        dock = QDockWidget(cls.title, win)
+        dock.setWidget(panel)
+        win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        win.panels[cls.object_name] = panel
     fp = win.panels["fixed_points"]
     assert fp.state_space_panel() is win.panels["state_space"]
-    assert win.panels["maximize"].title == "Activation maximization"
+    win.panels["fixed_points"].parentWidget().setFloating(True)     # a floating dock too
+    assert fp.state_space_panel() is win.panels["state_space"]
+    lonely = FixedPointsPanel(UnitSelection())
+    qtbot.addWidget(lonely)
+    assert lonely.state_space_panel() is None
 
 
 def test_run_fixed_points_reports_slow_points_separately():

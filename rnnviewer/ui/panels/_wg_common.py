@@ -8,6 +8,8 @@ import glob
 import os
 import time
 
+import weakref
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -268,14 +270,34 @@ def step_grid(steps, rows, columns):
     return np.ascontiguousarray(rows[idx].T), s0 - width / (2 * C), width
 
 
+def _weak(fn):
+    """A callable returning `fn` (None stays None); bound methods held weakly."""
+    if fn is None:
+        return lambda: None
+    if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
+        return weakref.WeakMethod(fn)
+    return lambda: fn
+
+
 class ReportingImage(pg.ImageItem):
     """An ImageItem (row-major, row 0 at the top when the view is inverted) that calls
     on_hover(row, col) / on_hover(None, None) and on_click(row, col) with array indices."""
 
     def __init__(self, on_hover=None, on_click=None, **kw):
         super().__init__(**kw)
-        self.on_hover, self.on_click = on_hover, on_click
+        # Weak references: a bound method of the panel held by this item makes a
+        # reference cycle whose collection after the window is gone segfaults PySide6.
+        self._hover_ref = _weak(on_hover)
+        self._click_ref = _weak(on_click)
         self.setAcceptHoverEvents(True)
+
+    @property
+    def on_hover(self):
+        return self._hover_ref()
+
+    @property
+    def on_click(self):
+        return self._click_ref()
 
     def _index(self, pos):
         if self.image is None:
