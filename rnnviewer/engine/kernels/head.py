@@ -10,7 +10,8 @@ summed per chunk in float64, so results do not depend on thread timing.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_exp, chunk_count,
                                               gemm)
@@ -194,9 +195,36 @@ def _back_par_f64(h, dy, W, dh_extra, dh, gW, gb):
 
 
 _READOUT = {4: _readout_f32, 8: _readout_f64}
-LOSS_ROWS = {("mse", 4): _mse_f32, ("mse", 8): _mse_f64, ("xent", 4): _xent_f32,
-             ("xent", 8): _xent_f64}   # row-range kernels, for the cells' fused passes
-BACK_ROWS = {4: _back_f32, 8: _back_f64}
+
+
+# ---------------------------------------------------------------- for cells' fused passes
+def loss_rows(mse, h, W, b, tgt_f, tgt_i, w, scale, y, dy, part, c, b0, b1):
+    """Rows b0:b1 of the mse (tgt_f) or xent (tgt_i) pass, for the model's dtype."""
+
+
+@overload(loss_rows, inline="always")
+def _loss_rows_ol(mse, h, W, b, tgt_f, tgt_i, w, scale, y, dy, part, c, b0, b1):
+    f_mse, f_xent = (_mse_f32, _xent_f32) if h.dtype == types.float32 else (_mse_f64, _xent_f64)
+
+    def impl(mse, h, W, b, tgt_f, tgt_i, w, scale, y, dy, part, c, b0, b1):
+        if mse:
+            f_mse(h, W, b, tgt_f, w, scale, y, dy, part, c, b0, b1)
+        else:
+            f_xent(h, W, b, tgt_i, w, scale, y, dy, part, c, b0, b1)
+    return impl
+
+
+def back_rows(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
+    """Rows b0:b1 of the readout's backward, for the model's dtype."""
+
+
+@overload(back_rows, inline="always")
+def _back_rows_ol(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
+    fn = _back_f32 if h.dtype == types.float32 else _back_f64
+
+    def impl(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
+        fn(h, dy, W, dh_extra, dh, gW, gb, b0, b1)
+    return impl
 _LOSS = {("mse", 4): (_mse_f32, _mse_par_f32), ("mse", 8): (_mse_f64, _mse_par_f64),
          ("xent", 4): (_xent_f32, _xent_par_f32), ("xent", 8): (_xent_f64, _xent_par_f64)}
 _BACK = {4: (_back_f32, _back_par_f32), 8: (_back_f64, _back_par_f64)}

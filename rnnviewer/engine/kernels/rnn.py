@@ -11,7 +11,8 @@ buffers); small ones run the serial kernel. Each variant compiles on first use o
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from rnnviewer.engine.kernels import head
 from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_tanh, chunk_count,
@@ -140,41 +141,62 @@ def _bwd_par_f64(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, 
 # ---------------------------------------------------------------- fused training pass
 # Each batch chunk runs forward, readout + loss, readout backward and BPTT back to back:
 # one fork/join per training step, and a chunk's activations stay in its core's cache.
-def _make_train(fwd, loss_rows, back, bwd):
-    """(serial, parallel) fused training kernels for one dtype and one loss, from the
-    row-range kernels of the cell (fwd, bwd) and of the head (loss_rows, back)."""
-
-    def rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y, dy,
-             dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, c, b0, b1):
-        fwd(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
-        loss_rows(h, W_hy, b_y, target, w, scale, y, dy, part, c, b0, b1)
-        back(h, dy, W_hy, no_dh, dh_out, gW_hy[c], gb_y[c], b0, b1)
-        bwd(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c], b0, b1)
-
-    rows = njit(**JIT_F64)(rows)
-
-    def serial(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
-               dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
-        rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y, dy,
-             dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, 0, 0,
-             h.shape[0])
-
-    def parallel(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
-                 dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
-        n = part.shape[0]
-        for c in prange(n):
-            rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale, h, y,
-                 dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh, c,
-                 c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
-
-    return njit(**JIT_F64)(serial), njit(**JIT_PAR)(parallel)
+def _cell_fwd(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+    """_fwd_f32 or _fwd_f64, chosen by dtype at typing."""
 
 
-_TRAIN = {}
-for _itemsize, _rows in ((4, (_fwd_f32, _bwd_f32)), (8, (_fwd_f64, _bwd_f64))):
-    for _loss in ("mse", "xent"):
-        _TRAIN[_loss, _itemsize] = _make_train(_rows[0], head.LOSS_ROWS[_loss, _itemsize],
-                                               head.BACK_ROWS[_itemsize], _rows[1])
+@overload(_cell_fwd, inline="always")
+def _cell_fwd_ol(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+    fn = _fwd_f32 if h.dtype == types.float32 else _fwd_f64
+
+    def impl(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+        fn(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+    return impl
+
+
+def _cell_bwd(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    """_bwd_f32 or _bwd_f64, chosen by dtype at typing."""
+
+
+@overload(_cell_bwd, inline="always")
+def _cell_bwd_ol(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+    fn = _bwd_f32 if h.dtype == types.float32 else _bwd_f64
+
+    def impl(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+        fn(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+    return impl
+
+
+@njit(**JIT_F64)  # no arithmetic of its own: every dtype and input kind specialises it
+def _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+                scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
+                no_dh, c, b0, b1):
+    """Rows b0:b1 through forward, readout + loss (mse or xent), readout backward, BPTT."""
+    _cell_fwd(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+    head.loss_rows(mse, h, W_hy, b_y, tgt_f, tgt_i, w, scale, y, dy, part, c, b0, b1)
+    head.back_rows(h, dy, W_hy, no_dh, dh_out, gW_hy[c], gb_y[c], b0, b1)
+    _cell_bwd(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+              b0, b1)
+
+
+@njit(**JIT_F64)
+def _train(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w, scale,
+           h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
+    _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+                scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh,
+                gb, no_dh, 0, 0, h.shape[0])
+
+
+@njit(**JIT_PAR)
+def _train_par(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+               scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
+               no_dh):
+    n = part.shape[0]
+    for c in prange(n):
+        _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+                    scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh,
+                    gb, no_dh, c, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+
 
 _FWD = {4: (_fwd_f32, _fwd_par_f32), 8: (_fwd_f64, _fwd_par_f64)}
 _BWD = {4: (_bwd_f32, _bwd_par_f32), 8: (_bwd_f64, _bwd_par_f64)}
@@ -261,6 +283,9 @@ def backward(p, x, out, dh_out):
             "x": dx, "h": dh, "h0": dh0}
 
 
+_NO_IDS = np.zeros((0, 0), np.int64)
+
+
 def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
     """Forward, readout, loss and full BPTT in one pass per batch chunk (c0 unused).
 
@@ -289,17 +314,19 @@ def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
     gW_hy, gb_y = e((n, O, H), dtype), e((n, O), dtype)
     gW_xh = e((n, I, H) if ids else (n, H, I), dtype)
     gW_hh, gb = e((n, H, H), dtype), e((n, H), dtype)
-    args = (x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh, h0,
-            W_hy, b_y, target, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy,
-            gb_y, gW_xh, gW_hh, gb, head.NO_DH[dtype.itemsize])
-    serial, par = _TRAIN[loss, dtype.itemsize]
+    mse = loss == "mse"
+    tgt_f = target if mse else head.NO_DH[dtype.itemsize]
+    tgt_i = _NO_IDS if mse else target
+    args = (mse, x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh,
+            h0, W_hy, b_y, tgt_f, tgt_i, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0,
+            part, gW_hy, gb_y, gW_xh, gW_hh, gb, head.NO_DH[dtype.itemsize])
     if n > 1:
-        par(*args)
+        _train_par(*args)
         for c in range(1, n):  # sum the per-chunk weight gradients
             for g in (gW_hy, gb_y, gW_xh, gW_hh, gb):
                 g[0] += g[c]
     else:
-        serial(*args)
+        _train(*args)
     return float(part.sum() / denom), {
         "W_hy": gW_hy[0], "b_y": gb_y[0],
         "W_xh": np.ascontiguousarray(gW_xh[0].T) if ids else gW_xh[0], "W_hh": gW_hh[0],
