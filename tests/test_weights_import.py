@@ -80,7 +80,8 @@ def formula_forward(cell, state, x, layer=0, prefix="rnn."):
             h = (1 - z) * n + z * h
         else:
             a = gi + gh
-            i, f, gg, o = sig(a[:, :H]), sig(a[:, H:2 * H]), np.tanh(a[:, 2 * H:3 * H]), sig(a[:, 3 * H:])
+            i, f = sig(a[:, :H]), sig(a[:, H:2 * H])
+            gg, o = np.tanh(a[:, 2 * H:3 * H]), sig(a[:, 3 * H:])
             c = f * c + i * gg
             h = o * np.tanh(c)
         hs.append(h)
@@ -203,7 +204,8 @@ def test_no_readout_opens_hidden_states_only(tmp_path):
     tr = m.forward(x)
     assert tr.y is None and set(tr.gates) == {"i", "f", "g", "o"}
     np.testing.assert_allclose(tr.h, formula_forward("lstm", state, x), rtol=1e-12, atol=1e-12)
-    m2 = import_weights(write(tmp_path / "w2.npz", {**state, **linear_state(3, 2)}), head_prefix=False)
+    path2 = write(tmp_path / "w2.npz", {**state, **linear_state(3, 2)})
+    m2 = import_weights(path2, head_prefix=False)
     assert m2.n_out == 0
 
 
@@ -224,8 +226,10 @@ def test_ambiguous_readouts_need_head_prefix(tmp_path):
              **linear_state(3, 4, "proj_b.")}
     path = write(tmp_path / "w.npz", state)
     info = inspect_weights(path)
-    assert info.default_head is None and {r.prefix for r in info.readouts_for(3)} == {"proj_a.", "proj_b."}
-    with pytest.raises(CheckpointError, match=r"proj_a\.weight \(2, 3\).*proj_b\.weight \(4, 3\).*head_prefix"):
+    assert info.default_head is None
+    assert {r.prefix for r in info.readouts_for(3)} == {"proj_a.", "proj_b."}
+    both = r"proj_a\.weight \(2, 3\).*proj_b\.weight \(4, 3\).*head_prefix"
+    with pytest.raises(CheckpointError, match=both):
         import_weights(path)
     assert import_weights(path, head_prefix="proj_b").n_out == 4
 
@@ -249,7 +253,8 @@ def test_inspect_describes_the_file(tmp_path):
     info = inspect_weights(write(tmp_path / "w.safetensors", state))
     assert info.format == "safetensors" and info.tensors["gru.weight_hh_l1"] == ((15, 5), "float32")
     (rec,) = info.recurrent
-    assert (rec.cell, rec.n_hidden, rec.n_layers, rec.bias, rec.bidirectional) == ("gru", 5, 2, True, False)
+    assert (rec.cell, rec.n_hidden, rec.n_layers) == ("gru", 5, 2)
+    assert rec.bias and not rec.bidirectional
     text = info.describe()
     assert "GRU (layer 0: 3 -> 5, layer 1: 5 -> 5)" in text and "head.: Linear 5 -> 2" in text
 

@@ -128,14 +128,16 @@ def _read_safetensors(path):
     try:
         from safetensors.numpy import load_file
     except ImportError:  # pragma: no cover - a declared dependency
-        raise CheckpointError(f"{path}: reading .safetensors needs the safetensors package") from None
+        raise CheckpointError(f"{path}: reading .safetensors needs the safetensors "
+                              "package") from None
     try:
         return dict(load_file(str(path)))
     except TypeError as e:  # numpy has no bfloat16
         raise CheckpointError(f"{path}: holds a tensor type numpy cannot read ({e}); save the "
                               "weights as float32 (tensor.float()) and try again") from None
     except Exception as e:  # SafetensorError, OSError, ...
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable .safetensors file "
+                              f"({_first_line(e)})") from None
 
 
 def _read_torch(path):
@@ -358,7 +360,8 @@ def _analyse(path, fmt, tensors):
                   and not any(r is t for t in tied)] if usable[0].n_layers == 1 else []
         if others:
             notes.append("not chosen as readout automatically (embedding-like or no bias): "
-                         + ", ".join(repr(r.prefix) for r in others) + "; pass head_prefix= to use one")
+                         + ", ".join(repr(r.prefix) for r in others)
+                         + "; pass head_prefix= to use one")
         else:
             notes.append(f"{usable[0].n_layers} layers: a readout follows the last one; pick a "
                          "layer (layer=) and, for the last, its readout")

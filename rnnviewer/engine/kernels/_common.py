@@ -43,7 +43,12 @@ os.environ.setdefault("KMP_BLOCKTIME", "1")       # Intel / LLVM OpenMP, millise
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"} if numba_config.FASTMATH else False
 JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
 JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
-JIT_PAR = dict(JIT_F64, parallel=True)  # drivers that only split rows over threads
+# drivers that only split rows over threads: prange alone (the array-expression passes
+# and fusion only add compile time here)
+JIT_PAR = dict(JIT_F64, parallel={"prange": True, "fusion": False, "numpy": False,
+                                  "setitem": False, "comprehension": False,
+                                  "reduction": False, "inplace_binop": False,
+                                  "stencil": False})
 
 # ---------------------------------------------------------------- BLAS binding
 _GEMM_SYMBOLS = {"sgemm": "rnnviewer_sgemm", "dgemm": "rnnviewer_dgemm"}

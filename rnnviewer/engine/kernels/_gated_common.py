@@ -152,10 +152,11 @@ def _numpy_openblas():
             lib = ctypes.CDLL(path)
         except OSError:
             continue
+        local = "openblas_set_num_threads_local"
         for s, d in (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
                      ("cblas_sgemm64_", "cblas_dgemm64_")):
-            if hasattr(lib, s) and hasattr(lib, d) and hasattr(lib, "openblas_set_num_threads_local"):
-                return lib, s, d, "openblas_set_num_threads_local"
+            if hasattr(lib, s) and hasattr(lib, d) and hasattr(lib, local):
+                return lib, s, d, local
     return None
 
 

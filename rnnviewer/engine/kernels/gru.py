@@ -15,8 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    matmul_rows_t,
-    prepare_input, sigmoid, tanh)
+    matmul_rows_t, prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
@@ -86,10 +85,10 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
             b = b0 + bb
             prev = h[b, t - 1] if t > 0 else h0[b]
             cb = carry[bb]
-            gb = gacc[bb]
+            ga = gacc[bb]
             dhb = dhh[b, t]
             for j in range(H):
-                d = dh_out[b, t, j] + cb[j] + gb[j]
+                d = dh_out[b, t, j] + cb[j] + ga[j]
                 dht[b, t, j] = d
                 zj = z[b, t, j]
                 nj = n[b, t, j]
@@ -271,8 +270,8 @@ def forward(p, x, h0, c0=None):
     h, r, z, n, hn = (np.empty((B, T, H), dt) for _ in range(5))
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
-    T_ = np.ascontiguousarray
-    args = (x3, oh, T_(W_xh.T) if oh.size else W_xh, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
+    W_in = np.ascontiguousarray(W_xh.T) if oh.size else W_xh  # one-hot: rows to look up
+    args = (x3, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

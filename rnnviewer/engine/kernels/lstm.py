@@ -15,8 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    matmul_rows_t,
-    prepare_input, sigmoid, tanh)
+    matmul_rows_t, prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
@@ -272,8 +271,8 @@ def forward(p, x, h0, c0):
     h, c, gi, gf, gg, go = (np.empty((B, T, H), dt) for _ in range(6))
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
-    T_ = np.ascontiguousarray
-    args = (x3, oh, T_(W_xh.T) if oh.size else W_xh, W_hh, b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go, xp)
+    W_in = np.ascontiguousarray(W_xh.T) if oh.size else W_xh  # one-hot: rows to look up
+    args = (x3, oh, W_in, W_hh, b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

@@ -168,34 +168,36 @@ def _cell_bwd_ol(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, 
 
 
 @njit(**JIT_F64)  # no arithmetic of its own: every dtype and input kind specialises it
-def _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+def _train_rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w,
                 scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
                 no_dh, c, b0, b1):
-    """Rows b0:b1 through forward, readout + loss (mse or xent), readout backward, BPTT."""
+    """Rows b0:b1 through forward, readout + loss (mse for a (B, T, O) float target,
+    xent for (B, T) ids), readout backward and BPTT."""
     _cell_fwd(x, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
-    head.loss_rows(mse, h, W_hy, b_y, tgt_f, tgt_i, w, scale, y, dy, part, c, b0, b1)
+    head.loss_rows(h, W_hy, b_y, target, w, scale, y, dy, part, c, b0, b1)
     head.back_rows(h, dy, W_hy, no_dh, dh_out, gW_hy[c], gb_y[c], b0, b1)
     _cell_bwd(x, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
               b0, b1)
 
 
 @njit(**JIT_F64)
-def _train(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w, scale,
+def _train(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale,
            h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
-    _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+    _train_rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w,
                 scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh,
                 gb, no_dh, 0, 0, h.shape[0])
 
 
 @njit(**JIT_PAR)
-def _train_par(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+def _train_par(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w,
                scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
                no_dh):
-    n = part.shape[0]
-    for c in prange(n):
-        _train_rows(mse, x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt_f, tgt_i, w,
+    n, B = part.shape[0], h.shape[0]
+    for i in prange(n):
+        c = np.int64(i)  # the prange index may be unsigned: keep one int64 specialisation
+        _train_rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w,
                     scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh,
-                    gb, no_dh, c, c * h.shape[0] // n, (c + 1) * h.shape[0] // n)
+                    gb, no_dh, c, c * B // n, (c + 1) * B // n)
 
 
 _FWD = {4: (_fwd_f32, _fwd_par_f32), 8: (_fwd_f64, _fwd_par_f64)}
@@ -283,9 +285,6 @@ def backward(p, x, out, dh_out):
             "x": dx, "h": dh, "h0": dh0}
 
 
-_NO_IDS = np.zeros((0, 0), np.int64)
-
-
 def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
     """Forward, readout, loss and full BPTT in one pass per batch chunk (c0 unused).
 
@@ -314,11 +313,8 @@ def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
     gW_hy, gb_y = e((n, O, H), dtype), e((n, O), dtype)
     gW_xh = e((n, I, H) if ids else (n, H, I), dtype)
     gW_hh, gb = e((n, H, H), dtype), e((n, H), dtype)
-    mse = loss == "mse"
-    tgt_f = target if mse else head.NO_DH[dtype.itemsize]
-    tgt_i = _NO_IDS if mse else target
-    args = (mse, x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh,
-            h0, W_hy, b_y, tgt_f, tgt_i, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0,
+    args = (x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh,
+            h0, W_hy, b_y, target, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0,
             part, gW_hy, gb_y, gW_xh, gW_hh, gb, head.NO_DH[dtype.itemsize])
     if n > 1:
         _train_par(*args)
