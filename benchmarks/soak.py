@@ -110,10 +110,15 @@ def _use_temp_settings(folder):
         QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
 
 
-def show_every_panel(win, app, width=520, height=380):
-    """Every panel in its own visible floating dock on a grid (no tabs hiding any)."""
+def show_every_panel(win, app, only=None, width=520, height=380):
+    """Every panel (or those named in `only`) in its own visible floating dock on a grid
+    (no tabs hiding any); the others hidden."""
     from PySide6.QtCore import QPoint
-    for k, dock in enumerate(win.docks.values()):
+    for name, dock in win.docks.items():
+        if only and name not in only:
+            dock.hide()
+    docks = [d for n, d in win.docks.items() if not only or n in only]
+    for k, dock in enumerate(docks):
         dock.show()
         dock.setFloating(True)
         dock.resize(width, height)
@@ -135,7 +140,7 @@ def _qt_messages(counts):
     return handler
 
 
-def soak_window(config, steps, rec, timeout):
+def soak_window(config, steps, rec, timeout, only=None):
     import logging
 
     from PySide6.QtCore import qInstallMessageHandler
@@ -151,7 +156,7 @@ def soak_window(config, steps, rec, timeout):
     win = MainWindow(config, interactive=False, restore_settings=False)
     win.resize(1400, 900)
     win.show()
-    visible = show_every_panel(win, app)
+    visible = show_every_panel(win, app, only)
     info = {"panels": list(win.panels), "visible_panels": visible,
             "panel_import_errors": sorted(PANEL_ERRORS)}
     try:
@@ -204,6 +209,8 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=6 * 3600, help="seconds (default 6 h)")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no line per RSS sample")
+    p.add_argument("--panels", metavar="NAMES", help="only these panels (comma-separated "
+                   "object names, e.g. curves,weights) open; to find which one grows")
     args = p.parse_args(argv)
     if args.steps < 2 * args.sample_every:
         p.error("--steps must be at least twice --sample-every")
@@ -219,7 +226,8 @@ def main(argv=None):
             run = soak_headless(config, args.steps, rec)
         else:
             _use_temp_settings(tmp)
-            run = soak_window(config, args.steps, rec, args.timeout)
+            only = [n.strip() for n in args.panels.split(",")] if args.panels else None
+            run = soak_window(config, args.steps, rec, args.timeout, only)
     elapsed = time.monotonic() - t0
     report = {"mode": "headless" if args.headless else "window", "config": config.to_dict(),
               "requested_steps": args.steps, "warmup_steps": warmup,

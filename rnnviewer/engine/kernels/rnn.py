@@ -185,7 +185,7 @@ def _train(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w, scale,
            h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb, no_dh):
     _train_rows(x, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, target, w,
                 scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh,
-                gb, no_dh, 0, 0, h.shape[0])
+                gb, no_dh, np.int64(0), np.int64(0), h.shape[0])  # int64, as in _train_par
 
 
 @njit(**JIT_PAR)
