@@ -193,6 +193,17 @@ def test_state_space_overlay_follows_the_basis(qtbot, runs):
     assert panel._overlays == {}
 
 
+def test_state_space_overlay_of_another_state_size_draws_nothing(qtbot, runs):
+    """A fixed-point result of the model before a reset (other H) may arrive after it."""
+    _, snaps, last = runs["lstm"]
+    panel = show(qtbot, StateSpacePanel)
+    feed(panel, snaps[:1])
+    stale = np.zeros((3, H + 3))
+    panel.set_overlay_points(stale, name="stale", segments=np.stack([stale, stale], axis=1))
+    ov = panel._overlays["stale"]
+    assert len(ov["scatter"].getData()[0]) == 0 and len(ov["lines"].getData()[0]) == 0
+
+
 # ------------------------------------------------------------------ activations
 @pytest.mark.parametrize("cell", CELLS)
 def test_activation_heatmap_shows_units_by_time(qtbot, runs, cell):

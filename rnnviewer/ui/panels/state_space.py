@@ -213,15 +213,23 @@ class StateSpacePanel(Panel):
                 self.plot.removeItem(ov["scatter"])
                 self.plot.removeItem(ov["lines"])
 
+    def _project_or_none(self, states):
+        """project(states), or None when they belong to another model's state size
+        (an overlay computed before a reset arrives after it): nothing is drawn then."""
+        try:
+            return self.project(states)
+        except ValueError:
+            return None
+
     def _draw_overlays(self):
         for ov in self._overlays.values():
-            pts = None if ov["points"] is None else self.project(ov["points"])
+            pts = None if ov["points"] is None else self._project_or_none(ov["points"])
             if pts is None:
                 ov["scatter"].setData([], [])
             else:
                 ov["scatter"].setData(pts[:, 0], pts[:, 1])
             seg = ov["segments"]
-            xy = None if seg is None else self.project(seg.reshape(-1, seg.shape[-1]))
+            xy = None if seg is None else self._project_or_none(seg.reshape(-1, seg.shape[-1]))
             if xy is None:
                 ov["lines"].setData([], [])
             else:
