@@ -20,6 +20,7 @@ NUMBA_CACHE_DIR (or touch gru.py and lstm.py).
 import ctypes
 import glob
 import os
+import types as pytypes
 
 import llvmlite.binding as llvm
 import numba
@@ -39,6 +40,20 @@ JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
 JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
 JIT_F32_PAR = dict(JIT_F32, parallel=True)
 JIT_F64_PAR = dict(JIT_F64, parallel=True)
+
+def jit_variants(fn):
+    """(float32, float64) jitted copies of a kernel body, each with its dtype's flags and its
+    own cache entry. Serial and parallel drivers call them, so a body compiles once per dtype
+    (inlining it into every driver made the parallel variants take minutes to compile)."""
+    out = []
+    for suffix, flags in (("_f32", JIT_F32), ("_f64", JIT_F64)):
+        f = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                                 fn.__defaults__, fn.__closure__)
+        f.__qualname__ = fn.__qualname__ + suffix
+        f.__doc__ = fn.__doc__
+        out.append(njit(**flags)(f))
+    return tuple(out)
+
 
 # ------------------------------------------------------------------ activations
 _A = [np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,

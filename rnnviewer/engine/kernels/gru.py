@@ -15,13 +15,12 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    matmul_rows_t, prepare_input, sigmoid, tanh)
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
-@njit(inline="always")
 def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
     """Batch rows b0..b1. W_in is W_xh (3H,I), or W_xh.T (I,3H) when oh holds row ids.
     xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
@@ -66,7 +65,6 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b
     blas_local_threads(prev_threads)
 
 
-@njit(inline="always")
 def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
               gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0, carry, gacc, b0, b1):
     """BPTT for batch rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
@@ -144,15 +142,19 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     blas_local_threads(prev_threads)
 
 
+_fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
+_bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
+
+
 # ------------------------------------------------------------------ jitted variants
-# One function per (dtype, serial/parallel): each compiles on first use with its own
-# flags (the bodies above are inlined into it) and keeps its own cache entry.
+# One driver per (dtype, serial/parallel), compiled on first use: serial drivers run one
+# chunk, parallel ones one chunk per thread with per-chunk gradient buffers.
 @njit(**JIT_F32)
 def _fwd_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F64)
@@ -160,7 +162,7 @@ def _fwd_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -171,7 +173,7 @@ def _fwd_f32_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F64_PAR)
@@ -182,7 +184,7 @@ def _fwd_f64_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
 
 
 @njit(**JIT_F32)
@@ -191,7 +193,7 @@ def _bwd_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     B, H = h0.shape
     carry = np.empty((B, H), h.dtype)
     gacc = np.empty((B, H), h.dtype)
-    _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+    _bwd_rows_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
               gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
 
 
@@ -201,7 +203,7 @@ def _bwd_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     B, H = h0.shape
     carry = np.empty((B, H), h.dtype)
     gacc = np.empty((B, H), h.dtype)
-    _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+    _bwd_rows_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
               gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
 
 
@@ -215,7 +217,7 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, d
         b1 = (c + 1) * B // nch
         carry = np.empty((b1 - b0, H), h.dtype)
         gacc = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+        _bwd_rows_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                   gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
     for c in range(1, nch):
         gW_xh[0] += gW_xh[c]
@@ -235,7 +237,7 @@ def _bwd_f64_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, d
         b1 = (c + 1) * B // nch
         carry = np.empty((b1 - b0, H), h.dtype)
         gacc = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
+        _bwd_rows_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                   gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
     for c in range(1, nch):
         gW_xh[0] += gW_xh[c]

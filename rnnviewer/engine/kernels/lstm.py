@@ -15,13 +15,12 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    matmul_rows_t, prepare_input, sigmoid, tanh)
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
-@njit(inline="always")
 def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
               b0, b1):
     """Batch rows b0..b1. W_in is W_xh (4H,I), or W_xh.T (I,4H) when oh holds row ids.
@@ -71,7 +70,6 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcu
     blas_local_threads(prev_threads)
 
 
-@njit(inline="always")
 def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
               gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
@@ -143,16 +141,20 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
 
 
 
+_fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
+_bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
+
+
 # ------------------------------------------------------------------ jitted variants
-# One function per (dtype, serial/parallel): each compiles on first use with its own
-# flags (the bodies above are inlined into it) and keeps its own cache entry.
+# One driver per (dtype, serial/parallel), compiled on first use: serial drivers run one
+# chunk, parallel ones one chunk per thread with per-chunk gradient buffers.
 @njit(**JIT_F32)
 def _fwd_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -164,7 +166,7 @@ def _fwd_f32_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+        _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
                   b0, b1)
 
 
@@ -174,7 +176,7 @@ def _bwd_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, d
     B, H = h0.shape
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
-    _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
+    _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
               gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, 0, B)
 
 
@@ -188,7 +190,7 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         b1 = (k + 1) * B // nch
         gacc = np.empty((b1 - b0, H), h.dtype)
         dcn = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
+        _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
                   gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
     for k in range(1, nch):
         gW_xh[0] += gW_xh[k]
@@ -203,7 +205,7 @@ def _fwd_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
 
 
 @njit(**JIT_F64_PAR)
@@ -215,7 +217,7 @@ def _fwd_f64_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+        _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
                   b0, b1)
 
 
@@ -225,7 +227,7 @@ def _bwd_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, d
     B, H = h0.shape
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
-    _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
+    _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
               gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, 0, B)
 
 
@@ -239,7 +241,7 @@ def _bwd_f64_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         b1 = (k + 1) * B // nch
         gacc = np.empty((b1 - b0, H), h.dtype)
         dcn = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
+        _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
                   gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
     for k in range(1, nch):
         gW_xh[0] += gW_xh[k]
