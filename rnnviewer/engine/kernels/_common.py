@@ -491,6 +491,21 @@ def _act_tanh_ol(v):
     return lambda v: np.tanh(v)
 
 
+def carve(dtype, shapes):
+    """Arrays of the given shapes, all views into one fresh allocation (64-byte aligned):
+    one malloc instead of many per training step."""
+    dtype = np.dtype(dtype)
+    sizes = [int(np.prod(s)) for s in shapes]
+    pad = 64 // dtype.itemsize
+    offsets, total = [], 0
+    for n in sizes:
+        offsets.append(total)
+        total += n + (-n) % pad
+    buf = np.empty(total + pad, dtype)
+    skip = (-buf.ctypes.data % 64) // dtype.itemsize
+    return [buf[skip + o:skip + o + n].reshape(s) for o, n, s in zip(offsets, sizes, shapes)]
+
+
 def chunk_count(B, min_rows):
     """How many batch chunks to run in parallel: 1 (the serial kernel) for small B."""
     if B < 2 * max(1, min_rows):
@@ -498,17 +513,24 @@ def chunk_count(B, min_rows):
     return max(1, min(numba.get_num_threads(), B // max(1, min_rows)))
 
 
-@njit(cache=True, nogil=True)
+@njit(**JIT_F32)
 def transpose(a):
-    """A C-contiguous copy of a.T for a 2-D array (blocked; numpy's strided copy is slow)."""
+    """A C-contiguous copy of a.T for a 2-D array, in 8x8 blocks (2-3x numpy's copy)."""
     R, C = a.shape
     out = np.empty((C, R), a.dtype)
-    for r0 in range(0, R, 32):
-        for c0 in range(0, C, 32):
-            for r in range(r0, min(r0 + 32, R)):
-                row = a[r]
-                for c in range(c0, min(c0 + 32, C)):
-                    out[c, r] = row[c]
+    R8, C8 = R - R % 8, C - C % 8
+    for r0 in range(0, R8, 8):
+        for c0 in range(0, C8, 8):
+            for i in range(8):
+                src = a[r0 + i]
+                for j in range(8):
+                    out[c0 + j, r0 + i] = src[c0 + j]
+    for r in range(R8, R):
+        for c in range(C):
+            out[c, r] = a[r, c]
+    for r in range(R8):
+        for c in range(C8, C):
+            out[c, r] = a[r, c]
     return out
 
 
@@ -522,59 +544,44 @@ def ids_in_range(x, n):
 
 
 # ---------------------------------------------------------------- input side
-def project_input(x, W_xh, W_xh_T, out, b0, b1):
-    """out[b0:b1] (B, T, G) = x[b0:b1] @ W_xh.T; W_xh (G, I), W_xh_T its (I, G) copy.
+# Dense inputs and token ids go through the same compiled kernels: x (B, T, I) floats
+# with an empty ids array, or ids (B, T) int64 with an empty x (one specialisation each).
+NO_IDS = np.zeros((0, 0), np.int64)
+NO_X = {4: np.zeros((0, 0, 0), np.float32), 8: np.zeros((0, 0, 0), np.float64)}
 
-    x is (B, T, I) floats (one gemm) or (B, T) integer token ids (a row gather)."""
 
-
-@overload(project_input)
-def _project_input_ol(x, W_xh, W_xh_T, out, b0, b1):
-    if x.ndim == 2:
-        def impl(x, W_xh, W_xh_T, out, b0, b1):
-            T, G = out.shape[1], out.shape[2]
-            for b in range(b0, b1):
-                for t in range(T):
-                    o, w = out[b, t], W_xh_T[x[b, t]]
-                    for j in range(G):
-                        o[j] = w[j]
+@njit(inline="always")
+def project_input(x, ids, W_xh, W_xh_T, out, b0, b1):
+    """out[b0:b1] (B, T, G) = x[b0:b1] @ W_xh.T (one gemm), or for token ids the rows
+    W_xh_T[ids] (a gather); W_xh (G, I), W_xh_T its (I, G) copy."""
+    T, G = out.shape[1], out.shape[2]
+    if ids.size:
+        for b in range(b0, b1):
+            for t in range(T):
+                o, w = out[b, t], W_xh_T[ids[b, t]]
+                for j in range(G):
+                    o[j] = w[j]
     else:
-        def impl(x, W_xh, W_xh_T, out, b0, b1):
-            T, G = out.shape[1], out.shape[2]
-            I = x.shape[2]
-            gemm(False, True, (b1 - b0) * T, G, I, 1.0, x, b0 * T * I, I, W_xh, 0, I,
-                 0.0, out, b0 * T * G, G)
-    return impl
+        I = x.shape[2]
+        gemm(False, True, (b1 - b0) * T, G, I, 1.0, x, b0 * T * I, I, W_xh, 0, I,
+             0.0, out, b0 * T * G, G)
 
 
-def input_grads(x, W_xh, da, gW_xh, dx, b0, b1):
-    """Rows b0:b1: gW_xh = da^T x ((G, I); (I, G) for token ids, a scatter-add) and
+@njit(inline="always")
+def input_grads(x, ids, W_xh, da, gW_xh, dx, b0, b1):
+    """Rows b0:b1: gW_xh = da^T x (G, I), or for token ids (I, G) by scatter-add, and
     dx[b0:b1] = da @ W_xh (B, T, I). da (B, T, G) is the input-side pre-activation grad."""
-
-
-@overload(input_grads)
-def _input_grads_ol(x, W_xh, da, gW_xh, dx, b0, b1):
-    if x.ndim == 2:
-        def weight_grad(x, da, gW_xh, b0, b1):
-            T, G = da.shape[1], da.shape[2]
-            gW_xh[:] = 0.0
-            for b in range(b0, b1):
-                for t in range(T):
-                    g, d = gW_xh[x[b, t]], da[b, t]
-                    for j in range(G):
-                        g[j] += d[j]
+    T, G = da.shape[1], da.shape[2]
+    I = W_xh.shape[1]
+    if ids.size:
+        gW_xh[:] = 0.0
+        for b in range(b0, b1):
+            for t in range(T):
+                g, d = gW_xh[ids[b, t]], da[b, t]
+                for j in range(G):
+                    g[j] += d[j]
     else:
-        def weight_grad(x, da, gW_xh, b0, b1):
-            T, G = da.shape[1], da.shape[2]
-            I = x.shape[2]
-            gemm(True, False, G, I, (b1 - b0) * T, 1.0, da, b0 * T * G, G, x, b0 * T * I, I,
-                 0.0, gW_xh, 0, I)
-    wg = njit(weight_grad)
-
-    def impl(x, W_xh, da, gW_xh, dx, b0, b1):
-        wg(x, da, gW_xh, b0, b1)
-        T, G = da.shape[1], da.shape[2]
-        I = W_xh.shape[1]
-        gemm(False, False, (b1 - b0) * T, I, G, 1.0, da, b0 * T * G, G, W_xh, 0, I,
-             0.0, dx, b0 * T * I, I)
-    return impl
+        gemm(True, False, G, I, (b1 - b0) * T, 1.0, da, b0 * T * G, G, x, b0 * T * I, I,
+             0.0, gW_xh, 0, I)
+    gemm(False, False, (b1 - b0) * T, I, G, 1.0, da, b0 * T * G, G, W_xh, 0, I,
+         0.0, dx, b0 * T * I, I)

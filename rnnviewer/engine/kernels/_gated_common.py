@@ -277,15 +277,15 @@ def gemm(ta, tb, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, l
                _addr(b, off_b), max(ldb, 1), np.float64(beta), _addr(c, off_c), max(ldc, 1))
 
 
-SMALL_M = int(os.environ.get("RNNVIEWER_GATED_SMALL_M", "2"))  # rows done by hand, not BLAS
+SMALL_M = 2  # rows of a step product done by hand, not BLAS
 
 
 @njit(inline="always")
 def _axpy_rows(m, a3, b0, t, w, c):
-    """c[i] = a3[b0 + i, t] @ w for i < m: rows of W read once, reused by every row.
+    """c[i] = a3[b0 + i, t] @ w for i < m: each row of W read once, used by every row of c.
 
-    Written on 1-D row views: LLVM then vectorises the inner loop (flat offsets with a
-    run-time stride made it 8x slower)."""
+    Written on 1-D row views: LLVM vectorises the inner loop (flat offsets with a run-time
+    stride made it 8x slower)."""
     N = w.shape[1]
     for i in range(m):
         ci = c[i]
@@ -379,6 +379,19 @@ def prepare_input(x, dtype, I, min_onehot=4):
     if I < min_onehot:
         return x, np.empty(0, np.int32)
     return x, onehot_rows(x.reshape(-1, I))
+
+
+@njit
+def sum_chunks(a):
+    """a[0] += a[1] + a[2] + ... for per-chunk buffers a (n, ...): a plain loop (array
+    expressions in a parallel driver become extra parallel loops that compile slowly)."""
+    n = a.shape[0]
+    if n < 2 or a.size == 0:
+        return
+    flat = a.reshape(n, a.size // n)
+    for k in range(1, n):
+        for i in range(flat.shape[1]):
+            flat[0, i] += flat[k, i]
 
 
 def chunks(B, min_rows):

@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    jit_variants, matmul_rows_t, prepare_input, sigmoid, tanh)
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
@@ -152,17 +152,19 @@ _bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
 @njit(**JIT_F32)
 def _fwd_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
 
 
 @njit(**JIT_F64)
 def _fwd_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, 0, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -191,20 +193,22 @@ def _fwd_f64_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
 def _bwd_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
              gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     carry = np.empty((B, H), h.dtype)
     gacc = np.empty((B, H), h.dtype)
     _bwd_rows_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
+              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, start, B)
 
 
 @njit(**JIT_F64)
 def _bwd_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
              gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     carry = np.empty((B, H), h.dtype)
     gacc = np.empty((B, H), h.dtype)
     _bwd_rows_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, 0, B)
+              gW_xh[0], gWxT[0], gW_hh[0], gb_xh[0], gb_hh[0], dh0, carry, gacc, start, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -219,12 +223,11 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, d
         gacc = np.empty((b1 - b0, H), h.dtype)
         _bwd_rows_f32(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                   gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
-    for c in range(1, nch):
-        gW_xh[0] += gW_xh[c]
-        gWxT[0] += gWxT[c]
-        gW_hh[0] += gW_hh[c]
-        gb_xh[0] += gb_xh[c]
-        gb_hh[0] += gb_hh[c]
+    sum_chunks(gW_xh)
+    sum_chunks(gWxT)
+    sum_chunks(gW_hh)
+    sum_chunks(gb_xh)
+    sum_chunks(gb_hh)
 
 
 @njit(**JIT_F64_PAR)
@@ -239,12 +242,11 @@ def _bwd_f64_par(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, d
         gacc = np.empty((b1 - b0, H), h.dtype)
         _bwd_rows_f64(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
                   gW_xh[c], gWxT[c], gW_hh[c], gb_xh[c], gb_hh[c], dh0, carry, gacc, b0, b1)
-    for c in range(1, nch):
-        gW_xh[0] += gW_xh[c]
-        gWxT[0] += gWxT[c]
-        gW_hh[0] += gW_hh[c]
-        gb_xh[0] += gb_xh[c]
-        gb_hh[0] += gb_hh[c]
+    sum_chunks(gW_xh)
+    sum_chunks(gWxT)
+    sum_chunks(gW_hh)
+    sum_chunks(gb_xh)
+    sum_chunks(gb_hh)
 
 
 _FWD = {(4, False): _fwd_f32, (8, False): _fwd_f64, (4, True): _fwd_f32_par, (8, True): _fwd_f64_par}

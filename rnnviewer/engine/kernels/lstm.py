@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
     JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    jit_variants, matmul_rows_t, prepare_input, sigmoid, tanh)
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
@@ -151,10 +151,11 @@ _bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
 @njit(**JIT_F32)
 def _fwd_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, start, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -174,10 +175,11 @@ def _fwd_f32_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
 def _bwd_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
              gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
     _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, 0, B)
+              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
 
 
 @njit(**JIT_F32_PAR)
@@ -192,20 +194,20 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         dcn = np.empty((b1 - b0, H), h.dtype)
         _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
                   gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
-    for k in range(1, nch):
-        gW_xh[0] += gW_xh[k]
-        gWxT[0] += gWxT[k]
-        gW_hh[0] += gW_hh[k]
-        gb[0] += gb[k]
+    sum_chunks(gW_xh)
+    sum_chunks(gWxT)
+    sum_chunks(gW_hh)
+    sum_chunks(gb)
 
 
 @njit(**JIT_F64)
 def _fwd_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, 0, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, start, B)
 
 
 @njit(**JIT_F64_PAR)
@@ -225,10 +227,11 @@ def _fwd_f64_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
 def _bwd_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
              gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
+    start = B - B  # a run-time 0 (a literal would compile the body again)
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
     _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, 0, B)
+              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
 
 
 @njit(**JIT_F64_PAR)
@@ -243,11 +246,10 @@ def _bwd_f64_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         dcn = np.empty((b1 - b0, H), h.dtype)
         _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
                   gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
-    for k in range(1, nch):
-        gW_xh[0] += gW_xh[k]
-        gWxT[0] += gWxT[k]
-        gW_hh[0] += gW_hh[k]
-        gb[0] += gb[k]
+    sum_chunks(gW_xh)
+    sum_chunks(gWxT)
+    sum_chunks(gW_hh)
+    sum_chunks(gb)
 
 
 _FWD = {(4, False): _fwd_f32, (8, False): _fwd_f64, (4, True): _fwd_f32_par, (8, True): _fwd_f64_par}

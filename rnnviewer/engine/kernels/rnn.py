@@ -17,7 +17,7 @@ from numba.extending import overload
 from rnnviewer.engine.kernels import head
 from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_tanh, chunk_count,
                                               gemm, ids_in_range, input_grads, mm_nt,
-                                              project_input, transpose)
+                                              project_input, transpose, carve)
 from rnnviewer.errors import ConfigError
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
@@ -305,14 +305,11 @@ def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
     ids = x.ndim == 2
     denom = max(float(count), 1.0) * (O if loss == "mse" else 1)
     scale = (2.0 if loss == "mse" else 1.0) / denom
-    e = np.empty
-    h, dh, da, dh_out = e((B, T, H), dtype), e((B, T, H), dtype), e((B, T, H), dtype), \
-        e((B, T, H), dtype)
-    y, dy = e((B, T, O), dtype), e((B, T, O), dtype)
-    dx, dh0, part = e((B, T, I), dtype), e((B, H), dtype), np.zeros(n)
-    gW_hy, gb_y = e((n, O, H), dtype), e((n, O), dtype)
-    gW_xh = e((n, I, H) if ids else (n, H, I), dtype)
-    gW_hh, gb = e((n, H, H), dtype), e((n, H), dtype)
+    # one allocation for every buffer of the step (returned grads are views into it)
+    h, dh, da, dh_out, y, dy, dx, dh0, gW_hy, gb_y, gW_xh, gW_hh, gb = carve(dtype, (
+        (B, T, H), (B, T, H), (B, T, H), (B, T, H), (B, T, O), (B, T, O), (B, T, I), (B, H),
+        (n, O, H), (n, O), (n, I, H) if ids else (n, H, I), (n, H, H), (n, H)))
+    part = np.zeros(n)
     args = (x, W_xh, transpose(W_xh) if ids else W_xh, W_hh, transpose(W_hh), b_xh + b_hh,
             h0, W_hy, b_y, target, weights, scale, h, y, dy, dh_out, dh, da, dx, dh0,
             part, gW_hy, gb_y, gW_xh, gW_hh, gb, head.NO_DH[dtype.itemsize])
