@@ -262,7 +262,9 @@ def test_inspect_describes_the_file(tmp_path):
 def test_name_contradicting_the_shapes_is_noted(tmp_path):
     info = inspect_weights(write(tmp_path / "w.npz", layer_state("gru", 2, 3, prefix="lstm.")))
     assert info.recurrent[0].cell == "gru"
-    assert any("named like a LSTM" in n and "opened as GRU" in n for n in info.notes)
+    assert any("suggests LSTM" in n and "opened as GRU" in n for n in info.notes)
+    generic = inspect_weights(write(tmp_path / "v.npz", layer_state("lstm", 2, 3, prefix="rnn.")))
+    assert not any("suggests" in n for n in generic.notes)  # "rnn" names any recurrent layer
 
 
 def test_rnnviewer_checkpoint_imports_as_is(tmp_path):

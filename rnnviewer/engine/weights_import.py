@@ -31,6 +31,7 @@ FORMATS = {".safetensors": "safetensors", ".npz": "npz", ".pt": "torch", ".pth":
 CELLS = {1: "rnn", 3: "gru", 4: "lstm"}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELL_TITLE = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+A_CELL = {"rnn": "an RNN", "gru": "a GRU", "lstm": "an LSTM"}
 # last name component of typical readouts (used only to break ties)
 READOUT_NAMES = ("fc", "head", "decoder", "linear", "out", "output", "readout", "classifier",
                  "proj", "projection", "dense", "lm_head", "logits", "fc_out", "out_proj")
@@ -203,9 +204,9 @@ def _sibling(name, kind, other):
 
 
 def _cell_hint(prefix):
-    """The cell a prefix names ("lstm." -> "lstm"), or None."""
+    """The gated cell a prefix names ("lstm." -> "lstm"), or None ("rnn" is generic)."""
     words = re.split(r"[^a-z]+", prefix.lower())
-    for cell in ("lstm", "gru", "rnn"):
+    for cell in ("lstm", "gru"):
         if cell in words:
             return cell
     return None
@@ -244,7 +245,7 @@ def _layer_arrays(path, tensors, prefix, entries, layer):
     I = w_ih.shape[1]
     if w_ih.shape != (G * H, I):
         raise CheckpointError(f"{path}: {kinds['weight_ih']} has shape {w_ih.shape}, expected "
-                              f"{(G * H, I)} ({G} x {H} rows for a {CELL_TITLE[cell]} with "
+                              f"{(G * H, I)} ({G} x {H} rows for {A_CELL[cell]} with "
                               f"{H} hidden units)")
     biases = {}
     have = [k for k in ("bias_ih", "bias_hh") if k in kinds]
@@ -257,7 +258,7 @@ def _layer_arrays(path, tensors, prefix, entries, layer):
             b = tensors[kinds[kind]]
             if b.shape != (G * H,):
                 raise CheckpointError(f"{path}: {kinds[kind]} has shape {b.shape}, expected "
-                                      f"{(G * H,)} ({G} x {H} for a {CELL_TITLE[cell]})")
+                                      f"{(G * H,)} ({G} x {H} for {A_CELL[cell]})")
             biases[kind] = b
         else:
             biases[kind] = np.zeros(G * H, w_hh.dtype)  # bias=False
@@ -285,14 +286,14 @@ def _analyse_group(path, tensors, prefix, entries):
             cell, H = c, h
             bias = "bias_ih" in entries[(k, False)]
         elif (c, h) != (cell, H):
-            problems.append(f"layer {k} is a {CELL_TITLE[c]} with {h} units, layer 0 a "
-                            f"{CELL_TITLE[cell]} with {H}")
+            problems.append(f"layer {k} is {A_CELL[c]} with {h} units, layer 0 "
+                            f"{A_CELL[cell]} with {H}")
         n_inputs.append(i)
     if bidirectional:
         problems.append("bidirectional layers (_reverse tensors) are not supported")
     hint = _cell_hint(prefix)
     if cell is not None and hint is not None and hint != cell:
-        notes.append(f"{prefix!r} is named like a {CELL_TITLE[hint]}, but the shapes say "
+        notes.append(f"the name {prefix!r} suggests {CELL_TITLE[hint]}, but the shapes say "
                      f"{CELL_TITLE[cell]} ({GATES[cell]} x {H} rows): opened as {CELL_TITLE[cell]}")
     if cell == "rnn":
         notes.append("the weights do not store an RNN's nonlinearity: tanh is assumed")

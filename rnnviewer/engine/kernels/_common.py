@@ -16,6 +16,7 @@ clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources)
 
 import ctypes
 import glob
+import math
 import os
 import sys
 
@@ -43,12 +44,15 @@ os.environ.setdefault("KMP_BLOCKTIME", "1")       # Intel / LLVM OpenMP, millise
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"} if numba_config.FASTMATH else False
 JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
 JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
-# drivers that only split rows over threads: prange alone (the array-expression passes
-# and fusion only add compile time here)
-JIT_PAR = dict(JIT_F64, parallel={"prange": True, "fusion": False, "numpy": False,
-                                  "setitem": False, "comprehension": False,
-                                  "reduction": False, "inplace_binop": False,
-                                  "stencil": False})
+# Drivers: functions that only call compiled kernels, per batch chunk (in parallel for
+# JIT_PAR, with prange alone: numba's other parallel passes only add compile time).
+# numba re-optimises every callee's code when it finalises a caller, so keep call
+# chains shallow: compile time grows with their depth.
+JIT_DRIVER = JIT_F64
+JIT_PAR = dict(JIT_DRIVER, parallel={"prange": True, "fusion": False, "numpy": False,
+                                     "setitem": False, "comprehension": False,
+                                     "reduction": False, "inplace_binop": False,
+                                     "stencil": False})
 
 # ---------------------------------------------------------------- BLAS binding
 _GEMM_SYMBOLS = {"sgemm": "rnnviewer_sgemm", "dgemm": "rnnviewer_dgemm",
@@ -495,7 +499,7 @@ def carve(dtype, shapes):
     """Arrays of the given shapes, all views into one fresh allocation (64-byte aligned):
     one malloc instead of many per training step."""
     dtype = np.dtype(dtype)
-    sizes = [int(np.prod(s)) for s in shapes]
+    sizes = [math.prod(s) for s in shapes]
     pad = 64 // dtype.itemsize
     offsets, total = [], 0
     for n in sizes:

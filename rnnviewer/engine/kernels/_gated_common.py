@@ -5,16 +5,19 @@
 - `gemm`: row-major BLAS on strided blocks of the kernels' (B, T, ...) arrays, in place
   (explicit offsets, leading dimensions, transposes and beta): no copies, no allocation.
   It calls numpy's bundled OpenBLAS through CBLAS when found (0.3.31 here: 1.5-2x faster
-  than scipy's 0.3.30 on the small-batch products of a time step), else scipy's
-  `cython_blas`. Either way it is bound by symbol name, so kernels stay cacheable.
+  than scipy's 0.3.30 on the small-batch products of a time step), else (or with
+  RNNVIEWER_GATED_BLAS=scipy) scipy's `cython_blas` through CBLAS-shaped adapters. Either
+  way the kernels call fixed symbol names with one signature, so they stay cacheable.
 - `blas_local_threads`: a per-thread BLAS thread count (OpenBLAS >= 0.3.27), so each
   batch chunk runs single-threaded BLAS without changing numpy's setting elsewhere.
-- `matmul_rows`: the recurrent product of one step (hand loops for one or two rows).
+- `matmul_rows` / `matmul_rows_t`: the recurrent product of one step (hand loops for
+  one or two rows, which BLAS handles badly, else one BLAS call).
+- `jit_variants`, `sum_chunks`: per-dtype kernel bodies, per-chunk gradient reduction.
 - `prepare_input` / `onehot_rows`: token ids and one-hot rows become a row lookup.
 - `chunks`: coarse batch parallelism, one chunk per numba thread.
 
-numba's cache checks only a kernel's own file: after editing this one, clear
-NUMBA_CACHE_DIR (or touch gru.py and lstm.py).
+numba's cache checks only the contents of a kernel's own file: after editing this one,
+clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources).
 """
 
 import ctypes
@@ -41,10 +44,12 @@ JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
 JIT_F32_PAR = dict(JIT_F32, parallel=True)
 JIT_F64_PAR = dict(JIT_F64, parallel=True)
 
+
 def jit_variants(fn):
     """(float32, float64) jitted copies of a kernel body, each with its dtype's flags and its
-    own cache entry. Serial and parallel drivers call them, so a body compiles once per dtype
-    (inlining it into every driver made the parallel variants take minutes to compile)."""
+    own cache entry (a copy of the function under another name). The serial and parallel
+    drivers call them, so numba types and lowers a body once per dtype instead of once per
+    driver (LLVM still optimises it again where a driver links it)."""
     out = []
     for suffix, flags in (("_f32", JIT_F32), ("_f64", JIT_F64)):
         f = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,

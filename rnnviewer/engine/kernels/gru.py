@@ -21,6 +21,7 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
+# Plain functions jitted once per dtype below (jit_variants); b0..b1 is a batch chunk.
 def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
     """Batch rows b0..b1. W_in is W_xh (3H,I), or W_xh.T (I,3H) when oh holds row ids.
     xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""

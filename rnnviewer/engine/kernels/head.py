@@ -198,21 +198,21 @@ _READOUT = {4: _readout_f32, 8: _readout_f64}
 
 
 # ---------------------------------------------------------------- for cells' fused passes
-def loss_rows(h, W, b, target, w, scale, y, dy, part, c, b0, b1):
-    """Rows b0:b1 of the loss pass for the model's dtype: mse for a (B, T, O) float
-    target, xent for (B, T) class ids (chosen at typing: only the one used compiles)."""
+def loss_rows(h, W, b, tgt, ids_tgt, w, scale, y, dy, part, c, b0, b1):
+    """Rows b0:b1 of the loss pass for the model's dtype: mse against tgt (B, T, O), or
+    xent against the class ids ids_tgt (B, T) when tgt is empty."""
 
 
 @overload(loss_rows, inline="always")
-def _loss_rows_ol(h, W, b, target, w, scale, y, dy, part, c, b0, b1):
+def _loss_rows_ol(h, W, b, tgt, ids_tgt, w, scale, y, dy, part, c, b0, b1):
     f32 = h.dtype == types.float32
-    if target.ndim == 3:
-        fn = _mse_f32 if f32 else _mse_f64
-    else:
-        fn = _xent_f32 if f32 else _xent_f64
+    f_mse, f_xent = (_mse_f32, _xent_f32) if f32 else (_mse_f64, _xent_f64)
 
-    def impl(h, W, b, target, w, scale, y, dy, part, c, b0, b1):
-        fn(h, W, b, target, w, scale, y, dy, part, c, b0, b1)
+    def impl(h, W, b, tgt, ids_tgt, w, scale, y, dy, part, c, b0, b1):
+        if tgt.size:
+            f_mse(h, W, b, tgt, w, scale, y, dy, part, c, b0, b1)
+        else:
+            f_xent(h, W, b, ids_tgt, w, scale, y, dy, part, c, b0, b1)
     return impl
 
 

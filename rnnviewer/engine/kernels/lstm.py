@@ -21,6 +21,7 @@ MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
+# Plain functions jitted once per dtype below (jit_variants); b0..b1 is a batch chunk.
 def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
               b0, b1):
     """Batch rows b0..b1. W_in is W_xh (4H,I), or W_xh.T (I,4H) when oh holds row ids.
@@ -138,7 +139,6 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
         gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
     gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
     blas_local_threads(prev_threads)
-
 
 
 _fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
