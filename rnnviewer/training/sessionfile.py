@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnviewer.engine.checkpoint import model_arrays, model_from_arrays
-from rnnviewer.engine.npzio import json_array, read_json, read_npz, write_npz
+from rnnviewer.engine.npzio import json_array, read_json, read_npz, scalar_int, write_npz
 from rnnviewer.engine.optim import OPTIMIZERS
 from rnnviewer.errors import CheckpointError, ConfigError
 from rnnviewer.training.snapshot import HISTORY_KEYS, VAL_HISTORY_KEYS
@@ -134,10 +134,9 @@ def load_session(path):
         raise CheckpointError(f"{path}: not an rnnviewer session file")
     if fmt.dtype.kind != "U" or fmt.ndim != 0 or str(fmt[()]) != FORMAT:
         raise CheckpointError(f"{path}: not an rnnviewer session file")
-    try:
-        version = int(arrays["session/version"][()])
-    except (KeyError, ValueError, TypeError, IndexError):
-        raise CheckpointError(f"{path}: missing or bad session format version") from None
+    version = scalar_int(arrays, "session/version")
+    if version is None:
+        raise CheckpointError(f"{path}: missing or bad session format version")
     if version > VERSION:
         raise CheckpointError(f"{path}: written by a newer rnnviewer (session format {version})")
     model = model_from_arrays(arrays, path)

@@ -101,10 +101,7 @@ class Autosaver(QObject):
         super().__init__(window)
         self.window = window
         if minutes is None:
-            try:
-                minutes = float(settings.settings().value("autosave/minutes", DEFAULT_MINUTES))
-            except (TypeError, ValueError):
-                minutes = DEFAULT_MINUTES
+            minutes = settings.get_float("autosave/minutes", DEFAULT_MINUTES)
         self.minutes = max(0.0, minutes)
         self.owner = False             # this process wrote the marker
         self.crashed = False           # the last run left its marker behind

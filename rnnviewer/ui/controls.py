@@ -424,7 +424,8 @@ class ControlsWidget(QScrollArea):
         return float(self.speed.currentData() or 0)
 
     def set_speed_value(self, value):
-        i = self.speed.findData(int(value)) if value and math.isfinite(value) else 0
+        ok = value and math.isfinite(value) and 0 < value < 1e9
+        i = self.speed.findData(int(value)) if ok else 0
         self.speed.blockSignals(True)
         self.speed.setCurrentIndex(max(i, 0))
         self.speed.blockSignals(False)

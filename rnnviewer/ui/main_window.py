@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
             geo = settings.settings().value("window/geometry")
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
-            self.controls.set_speed_value(float(settings.settings().value("session/speed", 0)))
+            self.controls.set_speed_value(settings.get_float("session/speed", 0.0))
         # autosave + crash restore (ui/autosave.py): the application's window only
         self.autosaver = Autosaver(self) if autosave else None
         self._status_timer = QTimer(self)

@@ -1,9 +1,12 @@
 """QSettings access: organisation/application names, recent files, last run settings.
 
-Tests point QSettings at a temporary folder with `use_settings_dir(path)`.
+Settings live in one INI file on every platform (~/.config/rnnviewer/rnnviewer.ini on
+Linux); tests and portable runs move it with `use_settings_dir(path)`. Every reader
+tolerates a damaged file: a value of the wrong type or shape reads as the default.
 """
 
 import json
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -15,12 +18,12 @@ MAX_RECENT = 8
 
 def use_settings_dir(path):
     """Store settings as INI files under `path` (tests, portable runs)."""
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(path))
 
 
 def settings():
-    return QSettings(ORGANIZATION, APPLICATION)
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                     ORGANIZATION, APPLICATION)
 
 
 def recent_files():
@@ -49,7 +52,7 @@ def load_json(key, default=None):
         return default
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):   # damaged, or nested deeper than json can go
         return default
 
 
@@ -62,6 +65,15 @@ def get_bool(key, default=False):
     if isinstance(v, str):
         return v.lower() in ("1", "true", "yes")
     return bool(v)
+
+
+def get_float(key, default=0.0):
+    """A finite float stored under `key`; `default` if absent, damaged or not finite."""
+    try:
+        v = float(settings().value(key, default))
+    except (TypeError, ValueError):
+        return default
+    return v if math.isfinite(v) else default
 
 
 def set_value(key, value):
