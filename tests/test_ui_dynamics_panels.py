@@ -238,6 +238,25 @@ def test_maximize_can_be_cancelled(qtbot, snaps):
     assert "(cancelled)" in panel.info.text()
 
 
+@pytest.mark.parametrize("cls", [MaximizePanel, FixedPointsPanel])
+def test_a_reset_mid_run_drops_the_old_models_result(qtbot, snaps, cls):
+    """The run was for the model before the reset: its (partial) result must not appear."""
+    snap = snaps["lstm", "flipflop"]
+    panel = show(qtbot, cls)
+    if cls is MaximizePanel:
+        panel.iter_spin.setValue(5000)
+    panel.update_snapshot(snap)
+    panel.redraw_now()
+    job = panel.job
+    assert job is not None
+    qtbot.waitUntil(lambda: panel.progress.value() > 0 or not job.is_running(), timeout=20000)
+    panel.on_reset()
+    assert panel.job is None and not panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: job not in _job.RUNNING, timeout=10000)
+    qtbot.wait(50)                     # let any queued result signal arrive
+    assert panel.result is None and panel.progress.format() == "idle"
+
+
 def test_closing_a_panel_mid_run_stops_its_thread(qtbot, snaps):
     snap = snaps["gru", "text"]
     panel = show(qtbot, MaximizePanel)

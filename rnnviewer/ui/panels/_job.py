@@ -168,6 +168,14 @@ class JobPanel(Panel):
             return self.job.cancel(wait_ms)
         return True
 
+    def discard_job(self):
+        """Stop the running job and ignore everything it still sends (after a reset its
+        result belongs to a model that no longer exists). No `job_ended` follows."""
+        self.cancel_job()
+        if self.job is not None:
+            self._job_serial += 1      # the Job stays referenced in RUNNING until it ends
+            self.job = None
+
     def job_running(self):
         return self.job is not None and self.job.is_running()
 

@@ -227,7 +227,11 @@ class FixedPointsPanel(JobPanel):
         self.update_overlay()
 
     def on_reset(self):
-        self.cancel_job()
+        self.discard_job()             # its result would describe the old model
+        self.cancel_button.setEnabled(False)
+        self.run_button.setText("Find")
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
         self.result = None
         self._failure = None
         self._ran_run_id = None
