@@ -87,9 +87,12 @@ class _Objective:
             values = src[:, self.t, self.k].astype(np.float64)
             if not seeds:
                 return values, None, None
-            seed = np.zeros(src.shape, dt)
-            seed[:, self.t, self.k] = 1.0
-            return (values, seed, None) if self.layer == "output" else (values, None, seed)
+            seed = np.zeros(trace.h.shape, dt)                  # dy_t/dh_t: (R, Tr, H)
+            if self.layer == "output":  # y_t = W_hy h_t + b_y, so dy[t, k]/dh_t = W_hy[k]
+                seed[:, self.t] = self.model.params["W_hy"][self.k]
+            else:
+                seed[:, self.t, self.k] = 1.0
+            return values, None, seed
         sl = slice(None) if self.t is None else slice(self.t, self.t + 1)
         y = trace.y[:, sl].astype(np.float64)           # (R, T', O)
         w = self.mask[rows][:, sl]                       # (R, T')
@@ -169,10 +172,12 @@ def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=Non
             if dx is None:
                 dx = np.empty((n_rows,) + g.shape[1:], g.dtype)
             dx[lo:hi] = g
-        else:
+        else:  # dx[b] += sum over this block's rows r of sequence b: weights[r] * g[r]
             if dx is None:
                 dx = np.zeros((int(rows.max()) + 1,) + g.shape[1:])
-            np.add.at(dx, rows[lo:hi], weights[lo:hi, None, None] * g)
+            mix = np.zeros((dx.shape[0], hi - lo))                  # (B, rows in block)
+            mix[rows[lo:hi], np.arange(hi - lo)] = weights[lo:hi]
+            dx += (mix @ g.reshape(hi - lo, -1).astype(np.float64)).reshape(dx.shape)
     return values, dx
 
 

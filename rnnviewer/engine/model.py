@@ -222,25 +222,26 @@ class Model:
         if dh_out is not None and dh_out.shape != (B, T, H):
             raise ConfigError(f"dh must have shape {(B, T, H)} like trace.h, got {dh_out.shape}")
         grads = {}
-        if self.n_out:
-            if dy is None:
-                dy = np.zeros((B, T, self.n_out), self.dtype)
+        if dy is not None and not self.n_out:
+            raise ConfigError("this model has no readout: pass dh, not dy")
+        if self.n_out and dy is None:  # nothing flows through the readout: its grads are 0
+            grads["W_hy"] = np.zeros_like(self.params["W_hy"])
+            grads["b_y"] = np.zeros_like(self.params["b_y"])
+        elif self.n_out:
             dy = np.ascontiguousarray(dy, dtype=self.dtype)
             if dy.shape != (B, T, self.n_out):
                 raise ConfigError(f"dy must have shape {(B, T, self.n_out)} like trace.y, "
                                   f"got {dy.shape}")
-        if self.n_out and self._head is not None:
-            grads["W_hy"], grads["b_y"], dh_out = self._head.readout_backward(
-                trace.h, dy, self.params["W_hy"], dh_out)
-        elif self.n_out:
-            if dh_out is None:
-                dh_out = np.zeros((B, T, H), self.dtype)
-            flat = dy.reshape(B * T, self.n_out)
-            grads["W_hy"] = flat.T @ trace.h.reshape(B * T, H)
-            grads["b_y"] = flat.sum(0)
-            dh_out += dy @ self.params["W_hy"]
-        elif dy is not None:
-            raise ConfigError("this model has no readout: pass dh, not dy")
+            if self._head is not None:
+                grads["W_hy"], grads["b_y"], dh_out = self._head.readout_backward(
+                    trace.h, dy, self.params["W_hy"], dh_out)
+            else:
+                if dh_out is None:
+                    dh_out = np.zeros((B, T, H), self.dtype)
+                flat = dy.reshape(B * T, self.n_out)
+                grads["W_hy"] = flat.T @ trace.h.reshape(B * T, H)
+                grads["b_y"] = flat.sum(0)
+                dh_out += dy @ self.params["W_hy"]
         if dh_out is None:
             dh_out = np.zeros((B, T, H), self.dtype)
         xk = trace.x if trace._xk is None else trace._xk
