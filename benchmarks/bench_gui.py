@@ -12,6 +12,7 @@ medians are reported.
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -30,12 +31,15 @@ def parse():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--seconds", type=float, default=8.0, help="length of each measured run")
     p.add_argument("--repeats", type=int, default=2, help="headless/windowed pairs")
-    p.add_argument("--layout", choices=("floating", "default"), default="floating",
+    p.add_argument("--layout", choices=("floating", "default", "none"), default="floating",
                    help="floating: every panel in its own visible window (all panels open); "
-                        "default: the window's own layout (tabbed panels are not drawn)")
+                        "default: the window's own layout (tabbed panels are not drawn); "
+                        "none: every panel closed (the cost of the window itself)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="override sys.setswitchinterval (seconds) for an experiment")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--profile", help="cProfile the GUI thread during the windowed runs and "
+                                     "write the 40 costliest functions (cumulative) here")
     return p.parse_args()
 
 
@@ -87,26 +91,83 @@ class Probe:
         self.timer.stop()
 
 
-def windowed(win, probe, seconds):
-    """Run the window's training for `seconds`; latency, per-panel fps, steps/s."""
+def thread_cpu():
+    """name -> CPU seconds of this process's threads, from /proc (Linux; {} elsewhere):
+    "gui" the GUI thread, "training" the training QThread (Qt names OS threads after their
+    objectName), "training_pool" the numba/OpenMP workers it started (threads inherit
+    their creator's name), "other" every other thread."""
+    out = {"gui": 0.0, "training": 0.0, "training_pool": 0.0, "other": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = sorted(os.listdir("/proc/self/task"), key=int)
+    except OSError:
+        return {}
+    seen_training = False
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick      # utime + stime
+        if int(tid) == os.getpid():
+            key = "gui"
+        elif comm.startswith("rnnviewer-trai"):
+            key = "training_pool" if seen_training else "training"
+            seen_training = True
+        else:
+            key = "other"
+        out[key] += cpu
+    return out
+
+
+def run_loop(seconds):
+    """Run the Qt event loop for `seconds`, as the application does (app.exec): it sleeps
+    in the event dispatcher between events instead of polling."""
+    from PySide6.QtCore import QEventLoop, QTimer
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    loop.exec()
+
+
+def windowed(win, probe, seconds, profiler=None):
+    """Run the window's training for `seconds`; latency, per-panel fps, steps/s, and what
+    explains them: snapshots/s reaching the window, the session's smoothed snapshot cost,
+    the CPU share of each thread."""
+    from rnnviewer.ui.panels import scheduler
     from rnnviewer.ui.runner import wait_until
     win.worker.set_running(True)
     wait_until(lambda: win.running and win.snapshot is not None and win.snapshot.step > 5, 60)
-    wait_until(lambda: False, 0.5)                      # settle
+    run_loop(0.5)                                       # settle
     frames0 = {n: p.frames for n, p in win.panels.items()}
-    step0, t0 = win.worker.session.step, time.perf_counter()
+    session = win.worker.session
+    step0, t0 = session.step, time.perf_counter()
+    serial0, cpu0 = win.snapshot.serial, thread_cpu()
     probe.start()
-    wait_until(lambda: False, seconds)
+    if profiler is not None:
+        profiler.enable()
+    run_loop(seconds)
+    if profiler is not None:
+        profiler.disable()
     probe.stop()
     dt = time.perf_counter() - t0
-    steps = win.worker.session.step - step0
+    steps = session.step - step0
+    cpu1 = thread_cpu()
+    snaps = (win.snapshot.serial - serial0) / dt
     fps = {n: (p.frames - frames0[n]) / dt for n, p in win.panels.items()}
+    diag = {"snapshots_per_s": snaps,
+            "snapshot_ms": 1000 * session._snapshot_seconds,
+            "pace": scheduler().pace, "gui_busy": scheduler().busy,
+            "cpu_share": {k: (cpu1[k] - cpu0[k]) / dt for k in cpu1}}
     win.worker.set_running(False)
     wait_until(lambda: not win.running, 10)
     late = sorted(probe.late)
     pct = lambda q: 1000 * late[min(len(late) - 1, int(q * len(late)))]  # noqa: E731
     return {"steps_per_s": steps / dt, "latency_p50_ms": pct(0.50), "latency_p99_ms": pct(0.99),
-            "latency_max_ms": 1000 * late[-1], "ticks": len(late), "fps": fps}
+            "latency_max_ms": 1000 * late[-1], "ticks": len(late), "fps": fps, **diag}
 
 
 def main():
@@ -129,16 +190,23 @@ def main():
             dock.setFloating(True)
             dock.resize(640, 420)
             dock.show()
+    elif args.layout == "none":
+        for dock in win.docks.values():
+            dock.hide()
     win.start()
     if not wait_until(lambda: win.snapshot is not None or win.errors, 600):
         sys.exit("timed out waiting for the kernels")
     if win.errors:
         sys.exit(win.errors[0][0])
     probe = Probe()
+    profiler = None
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
     runs = {"headless": [], "window": []}
     for _ in range(args.repeats):
         runs["headless"].append(headless(config, args.seconds))
-        runs["window"].append(windowed(win, probe, args.seconds))
+        runs["window"].append(windowed(win, probe, args.seconds, profiler))
     win.close()
     med = statistics.median
     head = med(runs["headless"])
@@ -152,7 +220,8 @@ def main():
            "latency_p50_ms": med(r["latency_p50_ms"] for r in w),
            "latency_p99_ms": med(r["latency_p99_ms"] for r in w),
            "latency_max_ms": max(r["latency_max_ms"] for r in w),
-           "fps_min": min(fps.values()), "fps_median": med(fps.values()), "fps": fps,
+           "fps_min": min(fps.values(), default=math.nan),
+           "fps_median": med(fps.values()) if fps else math.nan, "fps": fps,
            "runs": runs}
     out["throughput_ratio"] = out["window_steps_per_s"] / head
     out["switch_interval"] = sys.getswitchinterval()
@@ -164,11 +233,21 @@ def main():
     print(f"  latency   p50 {out['latency_p50_ms']:.1f} ms   p99 {out['latency_p99_ms']:.1f} ms"
           f"   max {out['latency_max_ms']:.1f} ms  (goal p99 < 50 ms)")
     print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20)")
+    last = w[-1]
+    print(f"  snapshots {med(r['snapshots_per_s'] for r in w):.1f}/s (session's snapshot cost "
+          f"{last['snapshot_ms']:.1f} ms), redraw pace x{last['pace']:.1f}, GUI busy "
+          f"{last['gui_busy']:.2f}; CPU share per thread: " + ", ".join(
+              f"{k} {med(r['cpu_share'].get(k, 0) for r in w):.2f}" for k in last["cpu_share"]))
     for n, f in sorted(fps.items(), key=lambda kv: kv[1]):
         print(f"    {n:20s} {f:5.1f} fps")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
+    if profiler is not None:
+        import pstats
+        with open(args.profile, "w") as f:
+            pstats.Stats(profiler, stream=f).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler, stream=f).sort_stats("tottime").print_stats(40)
     from rnnviewer.ui.runner import finish
     finish(0)
 

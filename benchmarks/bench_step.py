@@ -160,6 +160,10 @@ def worker(kind, cell, params_file):
                 first[k] = sides[k].step()
                 sides[k].step()  # warm-up
             reply = {"setup_s": time.perf_counter() - t0, "first_loss": first}
+            if kind == "numba":
+                from rnnviewer.engine.kernels import blas
+
+                reply["blas"] = f"{blas.BLAS}, {blas.BLAS_THREADS} thread(s)"
         elif cmd["cmd"] == "run":
             side = sides[cmd["config"]]
             n, t0 = 0, time.perf_counter()
@@ -182,7 +186,7 @@ def first_steps(cell, configs):
     from rnnviewer.engine import SGD, Model
     from rnnviewer.engine.kernels import get_cell
 
-    get_cell(cell, "numba")  # imports the kernel module (numba, scipy)
+    get_cell(cell, "numba")  # imports the kernel module (numba, numpy's OpenBLAS binding)
     out = {"import_s": time.perf_counter() - t0, "first_step_s": []}
     for cfg in configs:
         I, H, O, T, B, loss = cfg
@@ -227,6 +231,17 @@ def _threads_env(n):
     n = str(n)
     return {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n,
             "BENCH_THREADS": n}
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def _median(xs):
@@ -283,7 +298,7 @@ def main():
     configs = [CONFIGS[int(i)] for i in args.configs.split(",")]
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "numba_cache"))
     print(f"bench_step: cell={args.cell} float32, {args.repeats} interleaved rounds of "
-          f"~{args.min_time}s per (config, side); cpus={os.cpu_count()}; "
+          f"~{args.min_time}s per (config, side); cpus={os.cpu_count()} ({_cpu_model()}); "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
     tmp = tempfile.TemporaryDirectory(prefix="rnnviewer-bench-")
@@ -303,7 +318,8 @@ def main():
             if w.kind != "ceiling":
                 r = w.ask(cmd="setup", configs=configs)
                 first[w.name] = r["first_loss"]
-                print(f"  {w.name:9s} ready in {r['setup_s']:.1f}s", flush=True)
+                print(f"  {w.name:9s} ready in {r['setup_s']:.1f}s"
+                      + (f"; kernels call {r['blas']}" if "blas" in r else ""), flush=True)
         for k in range(len(configs)):
             losses = [float(first[n][str(k)]) for n in first]
             spread = (max(losses) - min(losses)) / max(abs(losses[0]), 1e-12)
@@ -328,6 +344,8 @@ def main():
             w.close()
         tmp.cleanup()
 
+    print(f"  load average after the rounds: {os.getloadavg()[0]:.1f} (1 min), "
+          f"{os.getloadavg()[1]:.1f} (5 min)", flush=True)
     ceil = {n: _median(v) for n, v in ceiling.items()}
     top = max(ceil.values())
     med = {key: _median(v) for key, v in rates.items()}

@@ -8,11 +8,13 @@ import argparse
 import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import rnnviewer
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_IMPORTED_AT = time.time()
 
 
 def user_cache_dir():
@@ -49,6 +51,68 @@ def setup_numba_cache():
         return None  # read-only home: numba falls back to its own default
     os.environ["NUMBA_CACHE_DIR"] = str(path)
     return str(path)
+
+
+def process_start_time():
+    """time.time() when this process started: RNNVIEWER_T0 if set (seconds since the epoch,
+    from whoever launched it), else the kernel's start time of the process (Linux), else the
+    moment this module was imported."""
+    try:
+        return float(os.environ["RNNVIEWER_T0"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        # field 22 of stat (counting from 1), in clock ticks since boot
+        return time.time() - uptime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORTED_AT
+
+
+def report_window_shown():
+    """With RNNVIEWER_TIMING=1, print to stderr how long after the process started the
+    first main window was exposed (on screen, painted), e.g. `rnnviewer: window shown
+    after 0.84 s`. packaging/smoke.sh reads it; it costs nothing when unset."""
+    if os.environ.get("RNNVIEWER_TIMING") != "1":
+        return None
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication, QMainWindow
+    from rnnviewer.ui.runner import make_app
+    t0 = process_start_time()
+    app = make_app()
+
+    class Watch(QObject):
+        """Armed on the first event-loop turn, once the window exists; reports its first
+        expose (or at once if it already happened)."""
+
+        def arm(self):
+            for w in QApplication.topLevelWidgets():
+                handle = w.windowHandle() if isinstance(w, QMainWindow) else None
+                if handle is None or not w.isVisible():
+                    continue
+                if handle.isExposed():
+                    self.report()
+                else:
+                    handle.installEventFilter(self)
+                return
+            QTimer.singleShot(5, self.arm)         # no window yet
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Expose and obj.isExposed():
+                obj.removeEventFilter(self)
+                self.report()
+            return False
+
+        def report(self):
+            print(f"rnnviewer: window shown after {time.time() - t0:.3f} s", file=sys.stderr,
+                  flush=True)
+
+    watch = Watch(app)
+    QTimer.singleShot(0, watch.arm)
+    return watch
 
 
 def _size(text):
@@ -110,8 +174,23 @@ def main(argv=None):
 
     Called without `argv` (as the program) the GUI modes end the process directly once
     the window has closed and everything is saved, skipping a slow interpreter teardown.
+    RNNVIEWER_PROFILE=FILE profiles the main thread with cProfile into FILE (pstats
+    format; it works in the frozen app too, where `python -m cProfile` cannot).
     """
-    fast_exit = argv is None
+    out = os.environ.get("RNNVIEWER_PROFILE")
+    if not out:
+        return _main(argv)
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(_main, list(sys.argv[1:] if argv is None else argv), profiling=True)
+    finally:
+        prof.dump_stats(out)
+        print(f"rnnviewer: profile of the main thread written to {out}", file=sys.stderr)
+
+
+def _main(argv=None, profiling=False):
+    fast_exit = argv is None and not profiling
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         setup_numba_cache()
@@ -129,6 +208,7 @@ def main(argv=None):
     setup_numba_cache()
     if args.screenshot or args.self_test or args.export_panels:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    report_window_shown()
     overrides = config_overrides(args)
     if args.example:
         from rnnviewer.errors import ConfigError

@@ -299,6 +299,29 @@ def test_float32_close_to_float64(cell, backend, ids):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("ids", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float32_kernels_match_the_numpy_backend(cell, ids, parallel, monkeypatch):
+    """float32 numba kernels (fastmath, rational tanh, numpy's OpenBLAS) against the
+    float32 numpy backend, for token ids and dense x, serial and per-thread chunks."""
+    if parallel:
+        force_parallel(monkeypatch, cell)
+    B, T, I, H, O = 5, 6, 5, 8, 4
+    fast = make_model(cell, "numba", I, H, O, scale=1.0, dtype="float32")
+    slow = Model(cell, I, H, O, dtype="float32", backend="numpy",
+                 params={k: v.copy() for k, v in fast.params.items()})
+    for loss in LOSSES:
+        x, target, mask, h0arg, _, _ = problem(cell, B, T, I, H, O, loss, True, ids=ids)
+        v1, g1 = fast.loss_and_grads(x, target, loss, h0=h0arg, mask=mask)
+        v2, g2 = slow.loss_and_grads(x, target, loss, h0=h0arg, mask=mask)
+        assert v1 == pytest.approx(v2, rel=1e-5)
+        assert set(g1) == set(g2)
+        for k in g2:
+            assert g1[k].dtype == np.float32, k
+            assert rel_err(g1[k], g2[k]) < 1e-4, (loss, k, rel_err(g1[k], g2[k]))
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_nan_propagates_in_float32(cell):
     """fastmath must not hide a divergence: NaN in the weights gives NaN outputs."""
     m = Model(cell, 3, 4, 2, dtype="float32")

@@ -114,29 +114,60 @@ def test_snapshot_rate_is_limited():
 def test_slow_snapshots_are_made_rarer_to_protect_training(monkeypatch):
     import rnnviewer.training.session as mod
 
-    class Clock:            # deterministic time: 1 ms per reading, 20 ms per snapshot
+    class Clock:            # deterministic time: 1 ms per step, 20 ms per snapshot
         t = 0.0
 
         def monotonic(self):
-            self.t += 0.001
             return self.t
-        perf_counter = monotonic
+        perf_counter = thread_time = monotonic   # the snapshot's cost is CPU time
     clock = Clock()
     monkeypatch.setattr(mod, "time", clock)
-    real = TrainingSession.snapshot
+    real_snapshot, real_step = TrainingSession.snapshot, TrainingSession.train_step
 
     def slow(self):
         clock.t += 0.02
-        return real(self)
+        return real_snapshot(self)
+
+    def step(self, *a, **k):
+        clock.t += 0.001
+        return real_step(self, *a, **k)
     monkeypatch.setattr(TrainingSession, "snapshot", slow)
+    monkeypatch.setattr(TrainingSession, "train_step", step)
     s = TrainingSession(SessionConfig(**SMALL), snapshot_hz=1000)
     snaps = []
     s.add_callback("on_snapshot", snaps.append)
-    s.run(max_steps=200)
+    s.run(max_steps=400)
     elapsed = clock.t
     cost = 0.02 * len(snaps)
     assert 2 <= len(snaps) <= 20          # not one per step (the 1000 Hz cap would allow it)
     assert cost <= 0.2 * elapsed          # about a tenth of the time, never much more
+
+
+def test_snapshots_keep_their_rate_on_a_time_grid(monkeypatch):
+    """Steps of 7 ms and 30 Hz: a snapshot waits for the end of a step, yet the average
+    rate stays 30/s (not 1 / (33 ms + half a step))."""
+    import rnnviewer.training.session as mod
+
+    class Clock:
+        t = 0.0
+
+        def monotonic(self):
+            return self.t
+        perf_counter = thread_time = monotonic
+    clock = Clock()
+    monkeypatch.setattr(mod, "time", clock)
+    real_step = TrainingSession.train_step
+
+    def step(self, *a, **k):
+        clock.t += 0.007
+        return real_step(self, *a, **k)
+    monkeypatch.setattr(TrainingSession, "train_step", step)
+    s = TrainingSession(SessionConfig(**SMALL), snapshot_hz=30)
+    snaps = []
+    s.add_callback("on_snapshot", snaps.append)
+    s.run(max_steps=300)                  # 2.1 s
+    rate = (len(snaps) - 1) / clock.t
+    assert 28 <= rate <= 31
 
 
 def test_stop_event_from_another_thread_stops_promptly():

@@ -86,7 +86,8 @@ def test_start_pause_step_reset(window, qtbot):
     qtbot.waitUntil(lambda: window.snapshot.run_id != run_id, timeout=WAIT)
     assert window.snapshot.step == 0 and len(window.snapshot.history["step"]) == 0
     window.panels["curves"].redraw_now()
-    assert len(window.panels["curves"].train_curve.getData()[0] or []) == 0
+    xs = window.panels["curves"].train_curve.getData()[0]
+    assert xs is None or len(xs) == 0
 
 
 def test_keyboard_shortcuts(window, qtbot):

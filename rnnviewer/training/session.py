@@ -3,8 +3,10 @@
 A step loop with callbacks (minGPT's trainer style), stopped or paused through a
 `threading.Event` that it polls every step, an optional steps/s cap, divergence
 detection with rollback to the last finite state, and immutable snapshots for the
-panels at most `snapshot_hz` times a second (and rarer when making them would take more
-than about a tenth of the training time).
+panels `snapshot_hz` times a second on average (on a fixed time grid, so the rate does not
+sag by half a step per snapshot; rarer when making them would take more than about a
+tenth of the training time, counted in this thread's CPU time so that waiting for the
+GIL or the CPU while the GUI paints does not count as their cost).
 
     s = TrainingSession(SessionConfig(task="sine", cell="gru", hidden=32))
     s.add_callback("on_snapshot", draw)        # fn(snapshot)
@@ -141,8 +143,10 @@ class TrainingSession:
         self._callbacks = {e: [] for e in EVENTS}
         self._serial = 0
         self._last_snapshot_time = -math.inf
+        self._next_snapshot = -math.inf      # monotonic time from which the next is due
         self._last_snapshot_step = None
-        self._snapshot_seconds = 0.0         # smoothed cost of a snapshot
+        self._snapshot_seconds = 0.0         # smoothed CPU cost of a snapshot (no analyses)
+        self._snapshot_costed = False        # _snapshot_seconds holds a measurement
         self._analysis_seconds = 0.0         # time the last snapshot spent in analyses
         self._grads = {}                     # copy of the last step's gradients
         # Worker-side analyses for the panels (training/analyses.py): name -> options,
@@ -290,19 +294,14 @@ class TrainingSession:
         self._rate = (time.monotonic(), self.step)
         next_time = time.monotonic()
         while not stop.is_set() and (max_steps is None or done < max_steps):
-            now = time.monotonic()
-            # at most snapshot_hz, and then snapshots take at most ~10% of the loop's time
-            # (snapshot_hz=0: every step)
-            interval = self.snapshot_interval and max(self.snapshot_interval,
-                                                      10.0 * self._snapshot_seconds)
-            want = now - self._last_snapshot_time >= interval
             if self.train_step() is not None:   # keeps a copy of the gradients (< 1% cost)
                 break
             done += 1
             now = time.monotonic()
             self._update_rate(now)
-            if want and self._callbacks["on_snapshot"]:
+            if now >= self._next_snapshot and self._callbacks["on_snapshot"]:
                 self.emit_snapshot()
+                self._schedule_snapshot(now)
             if self.max_steps_per_second > 0:
                 next_time = max(next_time + 1.0 / self.max_steps_per_second, now - 1.0)
                 if next_time > now:
@@ -311,12 +310,28 @@ class TrainingSession:
             self.emit_snapshot()
         return done
 
+    def _schedule_snapshot(self, now):
+        """Set when the next snapshot is due: one interval after the last due time (a fixed
+        grid: the average rate is snapshot_hz even though a snapshot waits for the end of a
+        step), at least half an interval from now. The interval is 1/snapshot_hz, or 10x
+        the snapshot's CPU cost if that is longer (at most ~10% of the loop's time);
+        snapshot_hz=0: every step."""
+        if not self.snapshot_interval:
+            self._next_snapshot = -math.inf
+            return
+        interval = max(self.snapshot_interval, 10.0 * self._snapshot_seconds)
+        due = self._next_snapshot + interval
+        self._next_snapshot = due if due >= now + 0.5 * interval else now + interval
+
     def emit_snapshot(self):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         snap = self.snapshot()
-        # the cost that paces snapshots leaves the analyses out: they pace themselves
-        cost = time.perf_counter() - t0 - self._analysis_seconds
-        self._snapshot_seconds = 0.7 * self._snapshot_seconds + 0.3 * max(cost, 0.0)
+        # CPU time of this thread: waiting for the GIL or a core is not the snapshot's cost;
+        # the analyses are left out too (they pace themselves)
+        cost = max(time.thread_time() - t0 - self._analysis_seconds, 0.0)
+        self._snapshot_seconds = 0.7 * self._snapshot_seconds + 0.3 * cost \
+            if self._snapshot_costed else cost
+        self._snapshot_costed = True
         self._trigger("on_snapshot", snap)
         return snap
 
@@ -365,9 +380,9 @@ class TrainingSession:
             return MappingProxyType({})
         ctx = AnalysisContext(model=self.model, task=self.task, probe=probe, step=self.step,
                               rng=self._analysis_rng)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         out = self._analyses.run_due(requests, ctx)
-        self._analysis_seconds = time.perf_counter() - t0
+        self._analysis_seconds = time.thread_time() - t0
         return out
 
     # ------------------------------------------------------------ compile, save

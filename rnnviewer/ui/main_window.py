@@ -161,14 +161,17 @@ class MainWindow(QMainWindow):
 
     def _build_panels(self):
         """One dock per registered panel. Default layout: panels with `own_row` get a dock
-        of their own; the others of each area share one tab group (`tab_with` overrides)."""
+        of their own; the others of each area share one tab group (`tab_with` overrides).
+        Panels are lazy: each builds its plots when first shown (a tab behind another, or a
+        closed dock, costs nothing at start-up)."""
         leaders = {}
         for cls in registered_panels():
-            panel = cls(self.selection)
+            panel = cls(self.selection, lazy=True)
             dock = QDockWidget(cls.title, self)
             dock.setObjectName(f"dock_{cls.object_name}")
             dock.setWidget(panel)
             dock.setToolTip(cls.tooltip)
+            dock.visibilityChanged.connect(self._on_dock_visibility_changed)
             self.addDockWidget(cls.default_area, dock)
             target = self.docks.get(cls.tab_with) if cls.tab_with else None
             if target is None and not cls.own_row:
@@ -183,6 +186,15 @@ class MainWindow(QMainWindow):
         for dock in leaders.values():   # the first panel of each group in front
             dock.raise_()
         self._row_docks = [d for n, d in self.docks.items() if self.panels[n].own_row]
+
+    @Slot(bool)
+    def _on_dock_visibility_changed(self, visible):
+        """A dock came on screen (shown, or its tab raised): build its lazy panel now, so
+        that it paints complete."""
+        dock = self.sender()
+        panel = dock.widget() if visible and dock is not None else None
+        if panel is not None and hasattr(panel, "ensure_built"):
+            panel.ensure_built()
 
     def showEvent(self, event):
         super().showEvent(event)

@@ -2,16 +2,11 @@
 
 - `tanh` / `sigmoid`: a rational tanh (max abs error 2.6e-7) for float32, exact `np.tanh`
   for float64 (the checks run in float64).
-- `gemm`: row-major BLAS on strided blocks of the kernels' (B, T, ...) arrays, in place
-  (explicit offsets, leading dimensions, transposes and beta): no copies, no allocation.
-  It calls numpy's bundled OpenBLAS through CBLAS when found (0.3.31 here: 1.5-2x faster
-  than scipy's 0.3.30 on the small-batch products of a time step), else (or with
-  RNNVIEWER_GATED_BLAS=scipy) scipy's `cython_blas` through CBLAS-shaped adapters. Either
-  way the kernels call fixed symbol names with one signature, so they stay cacheable.
-- `blas_local_threads`: a per-thread BLAS thread count (OpenBLAS >= 0.3.27), so each
-  batch chunk runs single-threaded BLAS without changing numpy's setting elsewhere.
+- `gemm`: row-major BLAS on strided blocks of the kernels' (B, T, ...) arrays, in place,
+  from `blas.py` (the one BLAS binding of every cell: numpy's OpenBLAS, else SciPy's).
 - `matmul_rows` / `matmul_rows_t`: the recurrent product of one step (hand loops for
-  one or two rows, which BLAS handles badly, else one BLAS call).
+  one or two rows, which BLAS handles badly; vector register tiles from `_common` for
+  more rows of a small W; else one BLAS call).
 - `jit_variants`, `sum_chunks`: per-dtype kernel bodies, per-chunk gradient reduction.
 - `prepare_input` / `onehot_rows`: token ids and one-hot rows become a row lookup.
 - `chunks`: coarse batch parallelism, one chunk per numba thread.
@@ -20,27 +15,19 @@ numba's cache checks only the contents of a kernel's own file: after editing thi
 clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources).
 """
 
-import ctypes
-import glob
-import os
 import types as pytypes
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
-from numba import cfunc, njit, types
-from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
+from numba import njit, types
+from numba.extending import overload
 
-from rnnviewer.engine import numba_config
+from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, MM_TILE_MAX_K, mm_tiled,
+                                              transpose)
+from rnnviewer.engine.kernels.blas import gemm  # (gru.py and lstm.py import it from here)
 from rnnviewer.errors import ConfigError
 
-# float32: fastmath without nnan/ninf (NaN and Inf still propagate, so divergence stays
-# visible); float64: exact. error_model="numpy" drops the zero-division checks that
-# would stop the loops from vectorising.
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"} if numba_config.FASTMATH else False
-JIT_F32 = dict(numba_config.JIT, fastmath=_FAST, error_model="numpy")
-JIT_F64 = dict(numba_config.JIT_EXACT, error_model="numpy")
+# the per-dtype flags of `_common` (float32 fastmath without nnan/ninf, float64 exact)
 JIT_F32_PAR = dict(JIT_F32, parallel=True)
 JIT_F64_PAR = dict(JIT_F64, parallel=True)
 
@@ -112,176 +99,7 @@ def _ol_sigmoid(v):
     return lambda v: 0.5 * (np.tanh(0.5 * v) + 1.0)
 
 
-# ------------------------------------------------------------------ BLAS
-@intrinsic
-def _addr(typingctx, arr, offset):
-    """void* to element `offset` of the flat (C-contiguous) buffer of `arr`."""
-    if not isinstance(arr, types.Array) or not isinstance(offset, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        off = context.cast(builder, args[1], sig.args[1], types.intp)
-        return builder.bitcast(builder.gep(ary.data, [off]), cgutils.voidptr_t)
-
-    return types.voidptr(arr, offset), codegen
-
-
-@intrinsic
-def _ref(typingctx, value):
-    """void* to a stack copy of a scalar (Fortran takes every argument by reference)."""
-    if not isinstance(value, (types.Integer, types.Float)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = cgutils.alloca_once_value(builder, args[0])
-        return builder.bitcast(ptr, cgutils.voidptr_t)
-
-    return types.voidptr(value), codegen
-
-
-_ROW, _NO, _TR = 101, 111, 112  # CblasRowMajor, CblasNoTrans, CblasTrans
-_I32, _I64, _P = types.int32, types.int64, types.voidptr
-
-
-def _cblas_sig(real):
-    """cblas_?gemm with 64-bit integers (OpenBLAS built with USE64BITINT, as numpy's)."""
-    return types.void(_I32, _I32, _I32, _I64, _I64, _I64, real, _P, _I64, _P, _I64, real, _P, _I64)
-
-
-# the kernels call these three symbols; _bind() points them at a library
-_sgemm = types.ExternalFunction("rnnviewer_gated_sgemm", _cblas_sig(types.float32))
-_dgemm = types.ExternalFunction("rnnviewer_gated_dgemm", _cblas_sig(types.float64))
-_local_threads = types.ExternalFunction("rnnviewer_gated_blas_threads", _I32(_I32))
-
-
-def _numpy_openblas():
-    """(ctypes library, sgemm, dgemm, set_threads_local names) of numpy's OpenBLAS, or None."""
-    import numpy
-
-    root = os.path.dirname(numpy.__file__)
-    paths = set(glob.glob(os.path.join(os.path.dirname(root), "numpy.libs", "*openblas*")))
-    paths.update(glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
-    try:
-        with open("/proc/self/maps") as f:
-            paths.update(ln.split()[-1] for ln in f if "openblas" in ln.lower() and "numpy" in ln)
-    except OSError:
-        pass
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        local = "openblas_set_num_threads_local"
-        for s, d in (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
-                     ("cblas_sgemm64_", "cblas_dgemm64_")):
-            if hasattr(lib, s) and hasattr(lib, d) and hasattr(lib, local):
-                return lib, s, d, local
-    return None
-
-
-def _address(lib, name):
-    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-
-
-def _scipy_fallback():
-    """CBLAS-shaped adapters (numba cfuncs) over scipy's Fortran sgemm/dgemm."""
-    f_sig = types.void(*([_P] * 13))
-    fs = {}
-    for name in ("sgemm", "dgemm"):
-        symbol = f"rnnviewer_gated_f_{name}"
-        llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
-        fs[name] = types.ExternalFunction(symbol, f_sig)
-    fsg, fdg = fs["sgemm"], fs["dgemm"]
-    N, T = np.int8(ord("N")), np.int8(ord("T"))
-
-    # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
-    @cfunc(_cblas_sig(types.float32))
-    def sgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        fsg(_ref(T if tb == _TR else N), _ref(T if ta == _TR else N), _ref(np.int32(n)),
-            _ref(np.int32(m)), _ref(np.int32(k)), _ref(alpha), b, _ref(np.int32(ldb)),
-            a, _ref(np.int32(lda)), _ref(beta), c, _ref(np.int32(ldc)))
-
-    @cfunc(_cblas_sig(types.float64))
-    def dgemm(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        fdg(_ref(T if tb == _TR else N), _ref(T if ta == _TR else N), _ref(np.int32(n)),
-            _ref(np.int32(m)), _ref(np.int32(k)), _ref(alpha), b, _ref(np.int32(ldb)),
-            a, _ref(np.int32(lda)), _ref(beta), c, _ref(np.int32(ldc)))
-
-    @cfunc(_I32(_I32))
-    def local_threads(n):
-        return 1  # scipy's BLAS is limited to one thread process-wide instead
-
-    _limit_scipy_blas()
-    return sgemm.address, dgemm.address, local_threads.address
-
-
-def _limit_scipy_blas():
-    """Limit scipy's OpenBLAS to one thread (it has no per-thread setting before 0.3.27)."""
-    import scipy
-
-    base = os.path.dirname(os.path.dirname(scipy.__file__))
-    for path in glob.glob(os.path.join(base, "scipy.libs", "*openblas*")) + \
-            glob.glob(os.path.join(base, "scipy", ".dylibs", "*openblas*")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], None
-                fn(1)
-                break
-
-
-def _bind():
-    """Point the kernels' BLAS symbols at numpy's OpenBLAS, or at the scipy adapters."""
-    found = None if os.environ.get("RNNVIEWER_GATED_BLAS") == "scipy" else _numpy_openblas()
-    if found is not None:
-        lib, s, d, local = found
-        addresses = _address(lib, s), _address(lib, d), _address(lib, local)
-        backend = f"numpy's OpenBLAS ({os.path.basename(lib._name)})"
-    else:
-        addresses = _scipy_fallback()
-        backend = "scipy.linalg.cython_blas"
-    for name, addr in zip(("sgemm", "dgemm", "blas_threads"), addresses):
-        llvm.add_symbol(f"rnnviewer_gated_{name}", addr)
-    return backend
-
-
-BLAS = _bind()  # which library the kernels call (for the benchmark's report)
-
-
-@njit
-def blas_local_threads(n):
-    """Set this thread's BLAS thread count (kernel chunks use 1); returns the previous one."""
-    return _local_threads(np.int32(n))
-
-
-@njit
-def gemm(ta, tb, m, n, k, alpha, a, off_a, lda, b, off_b, ldb, beta, c, off_c, ldc):
-    """Row-major C (m, n) = alpha op(A) op(B) + beta C on flat buffers: element (i, j) of
-    operand X is X.flat[off_x + i * ldx + j]; op(A) is A (m, k) or, with ta, A.T for A (k, m).
-    beta = 0 overwrites C."""
-    if m <= 0 or n <= 0:
-        return
-    if k <= 0:  # C = beta C, which a BLAS may skip
-        cf = c.reshape(c.size)
-        for i in range(m):
-            for j in range(n):
-                cf[off_c + i * ldc + j] = 0.0 if beta == 0.0 else beta * cf[off_c + i * ldc + j]
-        return
-    fa = _TR if ta else _NO
-    fb = _TR if tb else _NO
-    if c.itemsize == 4:
-        _sgemm(_ROW, fa, fb, m, n, k, np.float32(alpha), _addr(a, off_a), max(lda, 1),
-               _addr(b, off_b), max(ldb, 1), np.float32(beta), _addr(c, off_c), max(ldc, 1))
-    else:
-        _dgemm(_ROW, fa, fb, m, n, k, np.float64(alpha), _addr(a, off_a), max(lda, 1),
-               _addr(b, off_b), max(ldb, 1), np.float64(beta), _addr(c, off_c), max(ldc, 1))
-
-
+# ------------------------------------------------------------------ step products
 SMALL_M = 2  # rows of a step product done by hand, not BLAS
 
 
@@ -311,13 +129,16 @@ def matmul_rows(m, a3, b0, t, w, c):
 
     a3 is (B, T, K) (use a (B, 1, K) view and t=0 for a plain (B, K) matrix); w and c are
     C-contiguous. Up to SMALL_M rows (a batch chunk of one or two) skip BLAS, which packs
-    W again on every call (40 us for one row of 128 x 384 against 4 us by hand)."""
+    W again on every call (40 us for one row of 128 x 384 against 4 us by hand); more
+    rows take vector register tiles (`mm_tiled`) while K <= MM_TILE_MAX_K, else BLAS."""
     K, N = w.shape
-    if m > SMALL_M:
-        T = a3.shape[1]
-        gemm(False, False, m, N, K, 1.0, a3, (b0 * T + t) * K, T * K, w, 0, N, 0.0, c, 0, N)
-    else:
+    T = a3.shape[1]
+    if m <= SMALL_M:
         _axpy_rows(m, a3, b0, t, w, c)
+    elif K <= MM_TILE_MAX_K:
+        mm_tiled(m, a3, (b0 * T + t) * K, T * K, w, c, 0, N, 0.0)
+    else:
+        gemm(False, False, m, N, K, 1.0, a3, (b0 * T + t) * K, T * K, w, 0, N, 0.0, c, 0, N)
 
 
 @njit(inline="always")
@@ -337,16 +158,19 @@ def _dot_rows(m, a3, b0, t, w, c):
 
 
 @njit(inline="always")
-def matmul_rows_t(m, a3, b0, t, w, c):
-    """c (m, G) = rows a3[b0:b0+m, t] (K,) @ w.T for w (G, K): the forward recurrent product
-    straight from W_hh (no transposed copy). Up to SMALL_M rows: dot products (vectorised
-    by fastmath's reassociation in float32); more: one BLAS call."""
+def matmul_rows_t(m, a3, b0, t, w, w_t, c):
+    """c (m, G) = rows a3[b0:b0+m, t] (K,) @ w.T for w (G, K), w_t its (K, G) copy: the
+    forward recurrent product. Up to SMALL_M rows: dot products straight from w
+    (vectorised by fastmath's reassociation in float32); more: register tiles over w_t
+    while K <= MM_TILE_MAX_K, else one BLAS call."""
     G, K = w.shape
-    if m > SMALL_M:
-        T = a3.shape[1]
-        gemm(False, True, m, G, K, 1.0, a3, (b0 * T + t) * K, T * K, w, 0, K, 0.0, c, 0, G)
-    else:
+    T = a3.shape[1]
+    if m <= SMALL_M:
         _dot_rows(m, a3, b0, t, w, c)
+    elif K <= MM_TILE_MAX_K:
+        mm_tiled(m, a3, (b0 * T + t) * K, T * K, w_t, c, 0, G, 0.0)
+    else:
+        gemm(False, True, m, G, K, 1.0, a3, (b0 * T + t) * K, T * K, w, 0, K, 0.0, c, 0, G)
 
 
 # ------------------------------------------------------------------ small kernels

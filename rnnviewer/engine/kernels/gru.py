@@ -14,18 +14,17 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh)
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, chunks, gemm, matmul_rows,
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh, transpose)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
 # Plain functions jitted once per dtype below (jit_variants); b0..b1 is a batch chunk.
-def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
+def _fwd_rows(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1):
     """Batch rows b0..b1. W_in is W_xh (3H,I), or W_xh.T (I,3H) when oh holds row ids.
     xp (B,T,3H) scratch; hp (Bc,3H), hcur (Bc,H) this chunk's."""
-    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 3 * H
     Bc = b1 - b0
@@ -45,7 +44,7 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b
     one = h.dtype.type(1.0)
     hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, W_hh_T, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -63,7 +62,6 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b
                 hn[b, t, j] = hnj
                 h[b, t, j] = hj
                 hc[j] = hj
-    blas_local_threads(prev_threads)
 
 
 def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
@@ -71,7 +69,6 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
     """BPTT for batch rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
     [dr, dz, dn * r], dan (B,T,H) dL/d(input pre-activation of n). This chunk's gradients
     go to gW_xh (3H,I) (gWxT (I,3H) for one-hot rows), gW_hh, gb_xh, gb_hh (overwritten)."""
-    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 3 * H
     I = W_xh.shape[1]
@@ -140,7 +137,6 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
         gemm(True, False, H, I, rows, 1.0, dan, R0 * H, H, x, R0 * I, I, 0.0, gW_xh, 2 * H * I, I)
     gemm(False, False, rows, I, 2 * H, 1.0, dhh, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
     gemm(False, False, rows, I, H, 1.0, dan, R0 * H, H, W_xh, 2 * H * I, I, 1.0, dx, R0 * I, I)
-    blas_local_threads(prev_threads)
 
 
 _fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
@@ -151,43 +147,45 @@ _bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
 # One driver per (dtype, serial/parallel), compiled on first use: serial drivers run one
 # chunk, parallel ones one chunk per thread with per-chunk gradient buffers.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f32(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp):
+def _fwd_f64(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 3 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
-    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, start, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f32_par(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f32(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur,
+                      b0, b1)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
+def _fwd_f64_par(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, nch):
     B, H = h0.shape
     for c in prange(nch):
         b0 = c * B // nch
         b1 = (c + 1) * B // nch
         hp = np.empty((b1 - b0, 3 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f64(x, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur, b0, b1)
+        _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, b_hn, h0, h, r, z, n, hn, xp, hp, hcur,
+                      b0, b1)
 
 
 @njit(**JIT_F32)
@@ -276,7 +274,7 @@ def forward(p, x, h0, c0=None):
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     W_in = np.ascontiguousarray(W_xh.T) if oh.size else W_xh  # one-hot: rows to look up
-    args = (x3, oh, W_in, W_hh, bsum, b_hn, h0, h, r, z, n, hn, xp)
+    args = (x3, oh, W_in, W_hh, transpose(W_hh), bsum, b_hn, h0, h, r, z, n, hn, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

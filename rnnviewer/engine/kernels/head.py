@@ -4,17 +4,18 @@
     dW_hy = dy^T h, db_y = sum dy, dL/dh = dy W_hy (+ an extra dL/dh)
 
 Same arithmetic as `engine/losses.py` and the numpy readout in `model.py` (tests compare
-them); one BLAS call per batch chunk for each product, the loss fused into the pass that
-computes y. Large batches run one chunk per thread, like the cell kernels; the loss is
-summed per chunk in float64, so results do not depend on thread timing.
+them); one BLAS call (`blas.gemm`, numpy's OpenBLAS) per batch chunk for each product,
+the loss fused into the pass that computes y. Large batches run one chunk per thread,
+like the cell kernels; the loss is summed per chunk in float64, so results do not depend
+on thread timing.
 """
 
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from rnnviewer.engine.kernels._common import (JIT_F32, JIT_F64, JIT_PAR, act_exp, chunk_count,
-                                              gemm)
+from rnnviewer.engine.kernels._common import JIT_F32, JIT_F64, JIT_PAR, act_exp, chunk_count
+from rnnviewer.engine.kernels.blas import gemm
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which the serial kernel runs
 

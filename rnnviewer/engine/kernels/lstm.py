@@ -14,19 +14,18 @@ import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, blas_local_threads, chunks, gemm, matmul_rows,
-    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh)
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, chunks, gemm, matmul_rows,
+    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh, transpose)
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
 # Plain functions jitted once per dtype below (jit_variants); b0..b1 is a batch chunk.
-def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
+def _fwd_rows(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
               b0, b1):
     """Batch rows b0..b1. W_in is W_xh (4H,I), or W_xh.T (I,4H) when oh holds row ids.
     xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) this chunk's."""
-    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
     Bc = b1 - b0
@@ -46,7 +45,7 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcu
             ccur[bb, j] = c0[b0 + bb, j]
     hcur3 = hcur.reshape(Bc, 1, H)
     for t in range(T):
-        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
+        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, W_hh_T, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
         for bb in range(Bc):
             b = b0 + bb
             xt = xp[b, t]
@@ -68,7 +67,6 @@ def _fwd_rows(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcu
                 h[b, t, j] = hj
                 cc[j] = cj
                 hc[j] = hj
-    blas_local_threads(prev_threads)
 
 
 def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
@@ -76,7 +74,6 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
     Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
     gb (4H) (the same for b_xh and b_hh), all overwritten."""
-    prev_threads = blas_local_threads(1)  # single-threaded BLAS in this chunk
     B, T, H = h.shape
     G = 4 * H
     I = W_xh.shape[1]
@@ -138,7 +135,6 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
     else:
         gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
     gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
-    blas_local_threads(prev_threads)
 
 
 _fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
@@ -149,17 +145,18 @@ _bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
 # One driver per (dtype, serial/parallel), compiled on first use: serial drivers run one
 # chunk, parallel ones one chunk per thread with per-chunk gradient buffers.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, start, B)
+    _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur,
+                  ccur, start, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f32_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -167,8 +164,8 @@ def _fwd_f32_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f32(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
-                  b0, b1)
+        _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+                      hcur, ccur, b0, b1)
 
 
 @njit(**JIT_F32)
@@ -201,17 +198,18 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur, start, B)
+    _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur,
+                  ccur, start, B)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f64_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -219,8 +217,8 @@ def _fwd_f64_par(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch)
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f64(x, oh, W_in, W_hh, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
-                  b0, b1)
+        _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+                      hcur, ccur, b0, b1)
 
 
 @njit(**JIT_F64)
@@ -276,7 +274,8 @@ def forward(p, x, h0, c0):
     xp = np.empty((B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     W_in = np.ascontiguousarray(W_xh.T) if oh.size else W_xh  # one-hot: rows to look up
-    args = (x3, oh, W_in, W_hh, b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go, xp)
+    args = (x3, oh, W_in, W_hh, transpose(W_hh), b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go,
+            xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:

@@ -6,9 +6,10 @@ Same contract as `numpy_cells.rnn_forward/rnn_backward`, plus `loss_and_grads`, 
 whole training step fused with the readout and loss of `kernels/head.py`. x is
 (B, T, I) floats or (B, T) integer token ids (one-hot rows of size I: a row gather
 forward and a scatter-add backward, never a matmul). Only W_hh h stays in the time loop
-(`mm_nt`, register-tiled); the input projection and every weight gradient are single
-BLAS calls per batch chunk. Large batches run one chunk of rows per thread (one
-fork/join per call, per-chunk gradient buffers); small ones run the serial kernel.
+(`rec_mm`: vector register tiles, or dot products for one or two rows); the input
+projection and every weight gradient are single BLAS calls per batch chunk. Large
+batches run one chunk of rows per thread (one fork/join per call, per-chunk gradient
+buffers); small ones run the serial kernel.
 Each variant compiles on first use only and is cached.
 """
 
@@ -18,9 +19,9 @@ from numba.extending import overload
 
 from rnnviewer.engine.kernels import head
 from rnnviewer.engine.kernels._common import (JIT_DRIVER, JIT_F32, JIT_F64, JIT_PAR, NO_IDS, NO_X,
-                                              act_tanh,
-                                              carve, chunk_count, gemm, ids_in_range,
-                                              input_grads, mm_nt, project_input, transpose)
+                                              act_tanh, carve, chunk_count, ids_in_range,
+                                              input_grads, project_input, rec_mm, transpose)
+from rnnviewer.engine.kernels.blas import gemm
 from rnnviewer.errors import ConfigError
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
@@ -28,8 +29,8 @@ PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
 
 # ---------------------------------------------------------------- row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
-    """h[b0:b1] (B, T, H): input projection, then the time loop."""
+def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+    """h[b0:b1] (B, T, H): input projection, then the time loop (W_hh_T = W_hh.T)."""
     B, T, H = h.shape
     m = b1 - b0
     project_input(x, ids, W_xh, W_xh_T, h, b0, b1)
@@ -39,7 +40,7 @@ def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
             src, off, ld = h0f, b0 * H, H
         else:
             src, off, ld = hf, (b0 * T + t - 1) * H, T * H
-        mm_nt(m, src, off, ld, W_hh, hf, (b0 * T + t) * H, T * H, 1.0)
+        rec_mm(m, src, off, ld, W_hh, W_hh_T, hf, (b0 * T + t) * H, T * H, 1.0)
         for b in range(b0, b1):
             hb = h[b, t]
             for j in range(H):
@@ -47,7 +48,8 @@ def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
 
 
 @njit(inline="always")
-def _bwd_rows(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+              b1):
     """BPTT over rows b0:b1 from dh_out (dL/dh_t from outside the recurrence): writes
     dh (total dL/dh_t), da (scratch), dx, dh0 rows and this chunk's weight gradients
     gW_xh (H, I) ((I, H) for token ids), gW_hh (H, H), gb (H,)."""
@@ -72,7 +74,7 @@ def _bwd_rows(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh
             dst, off, ld = dhf, (b0 * T + t - 1) * H, T * H
         else:
             dst, off, ld = dh0f, b0 * H, H
-        mm_nt(m, daf, (b0 * T + t) * H, T * H, W_hh_T, dst, off, ld, 0.0)
+        rec_mm(m, daf, (b0 * T + t) * H, T * H, W_hh_T, W_hh, dst, off, ld, 0.0)
     gb[:] = 0.0  # bias: sum of da over the chunk's rows
     for b in range(b0, b1):
         for t in range(T):
@@ -93,48 +95,53 @@ def _bwd_rows(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh
 # The arithmetic compiles once per dtype with that dtype's flags; the drivers below do
 # no arithmetic, so one generic function serves both dtypes (specialised by type).
 @njit(**JIT_F32)
-def _fwd_f32(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
-    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+def _fwd_f32(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
-    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+def _fwd_f64(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F32)
-def _bwd_f32(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
-    _bwd_rows(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+def _bwd_f32(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+             b0, b1):
+    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
 @njit(**JIT_F64)
-def _bwd_f64(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
-    _bwd_rows(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+def _bwd_f64(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+             b0, b1):
+    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
 
 
-def _fwd(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+def _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
     """_fwd_f32 or _fwd_f64 by dtype (resolved at typing)."""
 
 
 @overload(_fwd, inline="always")
-def _fwd_ol(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
+def _fwd_ol(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
     fn = _fwd_f32 if h.dtype == types.float32 else _fwd_f64
 
-    def impl(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1):
-        fn(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+    def impl(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+        fn(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
     return impl
 
 
-def _bwd(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+def _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+         b1):
     """_bwd_f32 or _bwd_f64 by dtype (resolved at typing)."""
 
 
 @overload(_bwd, inline="always")
-def _bwd_ol(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
+def _bwd_ol(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+            b1):
     fn = _bwd_f32 if h.dtype == types.float32 else _bwd_f64
 
-    def impl(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1):
-        fn(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+    def impl(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+             b1):
+        fn(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
     return impl
 
 
@@ -146,18 +153,18 @@ def _rows(c, n, B):
 
 
 @njit(**JIT_PAR)
-def _fwd_par(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, n):
+def _fwd_par(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, n):
     for i in prange(n):
         _, b0, b1 = _rows(i, n, h.shape[0])
-        _fwd(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+        _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_PAR)
-def _bwd_par(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+def _bwd_par(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
     n = gb.shape[0]
     for i in prange(n):
         c, b0, b1 = _rows(i, n, h.shape[0])
-        _bwd(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+        _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
              b0, b1)
 
 
@@ -170,10 +177,10 @@ def _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, id
                 c, b0, b1):
     """Rows b0:b1 of one training step: mse against tgt (B, T, O), or xent against the
     class ids ids_tgt (B, T) when tgt is empty."""
-    _fwd(x, ids, W_xh, W_xh_T, W_hh, bias, h0, h, b0, b1)
+    _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
     head.loss_rows(h, W_hy, b_y, tgt, ids_tgt, w, scale, y, dy, part, c, b0, b1)
     head.back_rows(h, dy, W_hy, h[:0], dh_out, gW_hy[c], gb_y[c], b0, b1)  # no extra dL/dh
-    _bwd(x, ids, W_xh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
+    _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
          b0, b1)
 
 
@@ -236,7 +243,7 @@ def forward(p, x, h0, c0=None):
     h = np.empty((B, T, H), dtype)
     n = chunk_count(B, PARALLEL_MIN_ROWS)
     W_xh_T = transpose(W_xh) if ids.size else W_xh  # rows to gather for token ids
-    args = (x, ids, W_xh, W_xh_T, W_hh, b_xh + b_hh, h0, h)
+    args = (x, ids, W_xh, W_xh_T, W_hh, transpose(W_hh), b_xh + b_hh, h0, h)
     if n > 1:
         _fwd_par(*args, n)
     else:
@@ -263,7 +270,7 @@ def backward(p, x, out, dh_out):
     dh, da, dx, dh0, gW_xh, gW_hh, gb = carve(dtype, (
         (B, T, H), (B, T, H), (B, T, I), (B, H), (n, I, H) if ids.size else (n, H, I),
         (n, H, H), (n, H)))
-    args = (x, ids, W_xh, transpose(W_hh), h0, h, dh_out, dh, da, dx, dh0)
+    args = (x, ids, W_xh, W_hh, transpose(W_hh), h0, h, dh_out, dh, da, dx, dh0)
     if n > 1:
         _bwd_par(*args, gW_xh, gW_hh, gb)
         _sum_chunks(gW_xh, gW_hh, gb)

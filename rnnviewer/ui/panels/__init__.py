@@ -23,8 +23,8 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QPainter, QResizeEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 log = logging.getLogger(__name__)
@@ -90,77 +90,10 @@ class UnitSelection(QObject):
             self.unit_selected.emit(unit)
 
 
-class RedrawScheduler(QObject):
-    """Draws the panels: at most one panel per event-loop turn, the most overdue first.
-
-    Spreading the redraws (and the painting each one causes) over separate turns keeps
-    the event loop's latency near the cost of one panel instead of all of them. Each
-    panel is due again `interval` after it was drawn, where interval grows with what its
-    redraw costs and with how many panels are on screen, and is scaled by `pace` while
-    the GUI thread is busy (more than half of its time computing, measured with
-    time.thread_time: waiting for the CPU or the GIL does not count). One per process.
-    """
-
-    TICK_MS = 4
-    PACE_EVERY = 0.1               # seconds between measurements of the GUI thread
-    HIGH, LOW = 0.5, 0.3           # busy shares that slow drawing down / speed it up
-    MAX_PACE = 20.0
-
-    def __init__(self):
-        super().__init__()
-        self.pace = 1.0
-        self.busy = 0.0            # smoothed share of wall time the GUI thread computes
-        self._mark = (time.perf_counter(), time.thread_time())
-        self._timer = QTimer(self)
-        self._timer.setInterval(self.TICK_MS)
-        self._timer.timeout.connect(self._on_timer_timeout)
-        self._timer.start()
-
-    @Slot()
-    def _on_timer_timeout(self):
-        now = time.perf_counter()
-        self._measure(now)
-        live = list(Panel._live)
-        if not live:
-            self._timer.stop()         # restarted by the next panel
-            return
-        best = None
-        for p in live:
-            try:
-                if p.snapshot is None or p.snapshot is p.drawn or now < p.next_due:
-                    continue
-            except RuntimeError:
-                continue
-            if (best is None or p.next_due < best.next_due) and _visible(p):
-                best = p
-        if best is not None:
-            best.timed_redraw(now)
-
-    def _measure(self, now):
-        wall = now - self._mark[0]
-        if wall < self.PACE_EVERY:
-            return
-        cpu = time.thread_time()
-        share = min(1.0, (cpu - self._mark[1]) / wall)
-        self.busy = 0.7 * self.busy + 0.3 * share
-        if self.busy > self.HIGH:
-            self.pace = min(self.pace * 1.2, self.MAX_PACE)
-        elif self.busy < self.LOW:
-            self.pace = max(self.pace / 1.1, 1.0)
-        self._mark = (now, cpu)
-
-
-_SCHEDULER = []
-
-
-def scheduler():
-    """The process's RedrawScheduler (made with the first panel)."""
-    if not _SCHEDULER:
-        _SCHEDULER.append(RedrawScheduler())
-    s = _SCHEDULER[0]
-    if not s._timer.isActive():
-        s._timer.start()
-    return s
+# The RedrawScheduler (when panels draw, paced to the GUI thread's budget) and the
+# cached axes / steady ranges that keep frames cheap: ui/panels/_schedule.py, _perf.py.
+from rnnviewer.ui.panels._perf import cache_axes  # noqa: E402
+from rnnviewer.ui.panels._schedule import SLACK, RedrawScheduler, scheduler  # noqa: E402,F401
 
 
 class Panel(QWidget):
@@ -183,8 +116,12 @@ class Panel(QWidget):
     redraw_interval_ms = 33    # at most about 30 frames a second
     _live = weakref.WeakSet()  # every Panel instance (the scheduler draws those on screen)
 
-    def __init__(self, selection=None, parent=None):
+    analyses = ()              # worker-side analyses the panel draws (training/analyses.py)
+
+    def __init__(self, selection=None, parent=None, *, lazy=False):
         super().__init__(parent)
+        self.built = False             # build() has run (lazy panels: when first needed)
+        self._unit_changed = False     # the selection changed while not built yet
         self.setObjectName(f"panel_{self.object_name}")
         if self.tooltip:
             self.setToolTip(self.tooltip)
@@ -197,11 +134,56 @@ class Panel(QWidget):
         Panel._live.add(self)
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
-        self.build()
+        if not lazy:
+            self.ensure_built()
         self.selection.unit_selected.connect(self._on_selection_unit_selected)
         self.next_due = 0.0            # perf_counter time from which a redraw may happen
         self.interval = self.redraw_interval_ms / 1000
-        scheduler()
+        scheduler().add(self)
+
+    # ------------------------------------------------------------ lazy construction
+    def ensure_built(self):
+        """Run build() once. The main window makes its panels with lazy=True: a panel builds
+        its widgets when it first comes on screen (shown, or its tab raised) or is first
+        used (drawn, exported, or asked for anything build() makes), so tabs behind others
+        and closed docks cost nothing while the window starts up."""
+        if self.built:
+            return
+        self.built = True
+        self.build()
+        cache_axes(self)               # axes repaint only when they change (_perf.py)
+        if self._unit_changed:
+            self._unit_changed = False
+            self.on_unit_selected(self.selection.unit)
+        if self.isVisible():           # the resize it missed (subclasses arrange by size)
+            self.resizeEvent(QResizeEvent(self.size(), self.size()))
+
+    def event(self, event):
+        if not self.built:
+            kind = event.type()
+            if kind == QEvent.Type.Resize:
+                return True            # subclasses' resizeEvent needs what build() makes
+            if kind == QEvent.Type.Paint:
+                QTimer.singleShot(0, self._on_first_paint)   # on screen: build next turn
+        return super().event(event)
+
+    @Slot()
+    def _on_first_paint(self):
+        if _visible(self):
+            self.ensure_built()
+
+    def __getattr__(self, name):
+        # Only reached for a missing attribute: one that build() makes, asked for before
+        # the panel was built (e.g. another panel reading its plot). Build, then retry.
+        if name.startswith("__") or self.__dict__.get("built", True):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.ensure_built()
+        return getattr(self, name)
+
+    def showEvent(self, event):
+        if _visible(self):             # not a tab behind another one
+            self.ensure_built()
+        super().showEvent(event)
 
     # ------------------------------------------------------------ subclass API
     def build(self):
@@ -230,9 +212,10 @@ class Panel(QWidget):
     # ------------------------------------------------------------ machinery
     def update_snapshot(self, snap):
         """Keep `snap` as the newest; it is drawn on the next timer tick."""
-        if self.snapshot is not None and snap.run_id != self.snapshot.run_id:
-            self.on_reset()
+        if self.built and self.snapshot is not None and snap.run_id != self.snapshot.run_id:
+            self.on_reset()            # (a panel built later starts from a clean state)
         self.snapshot = snap
+        scheduler().poke()
 
     def redraw_now(self, raise_errors=True):
         """Draw the newest snapshot now if it was not drawn yet (used by exports and tests).
@@ -242,6 +225,7 @@ class Panel(QWidget):
         """
         snap = self.snapshot
         if snap is not None and snap is not self.drawn:
+            self.ensure_built()
             self.drawn = snap
             try:
                 self.redraw(snap)
@@ -262,21 +246,21 @@ class Panel(QWidget):
         return _visible(self)
 
     def timed_redraw(self, now=None):
-        """Redraw (called by the scheduler) and set when the next redraw may come:
-        slow panels redraw less often, so that all shown panels together take about half
-        of the GUI thread, and all of them less often while it is busy."""
+        """Redraw (called by the scheduler) and set when the next redraw may come: after
+        the scheduler's interval (redraw_interval_ms times its pace, see _schedule.py)."""
         t0 = time.perf_counter() if now is None else now
         self.redraw_now(raise_errors=False)
         cost = time.perf_counter() - t0
         self.redraw_seconds = 0.7 * self.redraw_seconds + 0.3 * cost
-        shown = sum(1 for p in list(Panel._live) if _visible(p)) or 1
-        interval = max(self.redraw_interval_ms / 1000, 2.0 * self.redraw_seconds * shown)
-        self.interval = min(interval * scheduler().pace, 2.0)
-        self.next_due = t0 + self.interval
+        self.interval = min(scheduler().interval(self), 2.0)
+        self.next_due = t0 + SLACK * self.interval
 
     @Slot(int)
     def _on_selection_unit_selected(self, unit):
-        self.on_unit_selected(unit)
+        if self.built:
+            self.on_unit_selected(unit)
+        else:
+            self._unit_changed = True  # ensure_built() passes it on
 
     def select_unit(self, unit):
         """Select `unit` in every panel."""
@@ -291,6 +275,7 @@ class Panel(QWidget):
         SVGExporter fails on the path syntax of Qt 6.11).
         """
         path = Path(path)
+        self.ensure_built()
         self.redraw_now()
         item = self.export_item()
         if path.suffix.lower() == ".svg":
@@ -330,6 +315,7 @@ class Panel(QWidget):
     def export_data(self, path):
         """Save `data_arrays()` as .npz or .csv (chosen by the suffix)."""
         path = Path(path)
+        self.ensure_built()
         self.redraw_now()
         arrays = {k: np.asarray(v) for k, v in self.data_arrays().items()}
         if not arrays:

@@ -6,7 +6,11 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.style import COLORS, PENS, apply_log_ticks, style_plot
+from rnnviewer.ui.panels._perf import Dots, SteadyRange, Trace, set_ticks
+from rnnviewer.ui.style import COLORS, PENS, log_ticks, style_plot
+
+PX_PER_TICK = 26           # log axes: at most one tick label per this many pixels
+MAX_POINTS = 4000          # longer histories are drawn min/max-decimated (peaks kept)
 
 
 @register_panel
@@ -50,16 +54,24 @@ class CurvesPanel(Panel):
         style_plot(self.lr_plot, left="learning rate", bottom="step")
         for p in (self.norm_plot, self.lr_plot):
             p.setXLink(self.loss_plot)
-        for p in (self.loss_plot, self.norm_plot, self.lr_plot):
-            p.setDownsampling(auto=True, mode="peak")
-            p.setClipToView(True)
-        self.train_curve = self.loss_plot.plot(name="train", pen=PENS["train"])
-        self.val_curve = self.loss_plot.plot(name="validation", pen=PENS["val"], symbol="o",
-                                             symbolSize=5, symbolBrush=PENS["val"].color(),
-                                             symbolPen=None)
-        self.norm_curve = self.norm_plot.plot(pen=PENS["norm"])
-        self.lr_curve = self.lr_plot.plot(pen=PENS["lr"])
+        # Plain Qt path items (_perf.Trace), min/max-decimated when long: cheap frames.
+        # In log mode they get log10 of the values (the axes show 10^y).
+        self.train_curve = Trace(PENS["train"], max_points=MAX_POINTS)
+        self.val_curve = Trace(PENS["val"], max_points=MAX_POINTS)
+        self.val_dots = Dots(PENS["val"].color(), size=5)
+        self.norm_curve = Trace(PENS["norm"], max_points=MAX_POINTS)
+        self.lr_curve = Trace(PENS["lr"], max_points=MAX_POINTS)
+        for plot, item in ((self.loss_plot, self.train_curve), (self.loss_plot, self.val_curve),
+                           (self.loss_plot, self.val_dots), (self.norm_plot, self.norm_curve),
+                           (self.lr_plot, self.lr_curve)):
+            plot.addItem(item)
         self.lr_plot.enableAutoRange(axis="y", enable=False)
+        # Ranges that move in steps, not every frame: the cached axes stay valid (_perf.py).
+        # x (steps, linked to the other two plots) grows with 15% headroom.
+        self.x_range = SteadyRange(self.loss_plot.getViewBox(), "x", pad=(0.02, 0.15),
+                                   shrink=0.0)
+        self.y_ranges = {p: SteadyRange(p.getViewBox(), "y", pad=(0.05, 0.05), log=True)
+                         for p in (self.loss_plot, self.norm_plot)}
         for p in (self.loss_plot, self.norm_plot):   # readable log ticks at any height
             p.getViewBox().sigYRangeChanged.connect(self._on_view_y_range_changed)
             p.getViewBox().sigResized.connect(self._on_view_y_range_changed)
@@ -76,41 +88,78 @@ class CurvesPanel(Panel):
     def _apply_log(self, on):
         for p in (self.loss_plot, self.norm_plot):
             p.setLogMode(x=False, y=on)
-            apply_log_ticks(p)
+            self.y_ranges[p].log = on
+            self.y_ranges[p].reset()
+            self._log_ticks(p)
+        if self.snapshot is not None:       # the curves take log10 of the data: redraw
+            self.drawn = None
+            self.redraw_now(raise_errors=False)
 
     @Slot()
     def _on_view_y_range_changed(self, *args):
         for p in (self.loss_plot, self.norm_plot):
-            apply_log_ticks(p)
+            self._log_ticks(p)
+
+    def _log_ticks(self, plot):
+        """Readable ticks on a log axis (1-2-5 per decade, as many as fit), set only when
+        they change; pyqtgraph's own ticks otherwise."""
+        axis = plot.getAxis("left")
+        rng = self.y_ranges[plot].range
+        if not self.log_box.isChecked():
+            set_ticks(axis, None)
+            return
+        lo, hi = rng if rng is not None else plot.getViewBox().viewRange()[1]
+        height = max(plot.getViewBox().height(), 1.0)
+        ticks = log_ticks(lo, hi, height / PX_PER_TICK)
+        set_ticks(axis, [ticks, []] if ticks else None)
+
+    def _fit(self, snap):
+        """Move the ranges if the data left them (or shrank well inside)."""
+        h = snap.history
+        step = h["step"]
+        if len(step):
+            self.x_range.fit(float(step[0]), float(step[-1]))
+        for plot, arrays in ((self.loss_plot, (h["train_loss"], h["val_loss"])),
+                             (self.norm_plot, (h["grad_norm"],))):
+            if self.y_ranges[plot].fit_data(*arrays):
+                self._log_ticks(plot)
 
     def on_reset(self):
-        for c in (self.train_curve, self.val_curve, self.norm_curve, self.lr_curve):
+        for c in (self.train_curve, self.val_curve, self.val_dots, self.norm_curve,
+                  self.lr_curve):
             c.setData([], [])
+        self.x_range.reset()
+        for r in self.y_ranges.values():
+            r.reset()
 
     def redraw(self, snap):
         h = snap.history
         step = h["step"]
-        self.train_curve.setData(step, _positive(h["train_loss"]))
-        self.val_curve.setData(h["val_step"], _positive(h["val_loss"]))
-        self.norm_curve.setData(step, _positive(h["grad_norm"]))
+        y = self._log if self.log_box.isChecked() else _finite
+        self.train_curve.setData(step, y(h["train_loss"]))
+        val = y(h["val_loss"])
+        self.val_curve.setData(h["val_step"], val)
+        self.val_dots.setData(h["val_step"], val)
+        self.norm_curve.setData(step, y(h["grad_norm"]))
         self.lr_curve.setData(step, h["lr"])
         if len(step):
             top = float(np.max(h["lr"])) * 1.15
             if top != self._lr_top and np.isfinite(top) and top > 0:
                 self._lr_top = top
                 self.lr_plot.setYRange(0.0, top, padding=0)
-        if self.log_box.isChecked() and len(step):
-            for plot, arrays in ((self.loss_plot, (h["train_loss"], h["val_loss"])),
-                                 (self.norm_plot, (h["grad_norm"],))):
-                vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays])
-                if len(vals):
-                    apply_log_ticks(plot, data_range=(vals.min(), vals.max()))
+        self._fit(snap)
         parts = [f"step {snap.step}", f"loss {snap.loss:.4g}"]
         if np.isfinite(snap.val_loss):
             parts.append(f"val {snap.val_loss:.4g}")
         if np.isfinite(snap.grad_norm):
             parts.append(f"|g| {snap.grad_norm:.3g}")
         self.info.setText("   ".join(parts))
+
+    @staticmethod
+    def _log(a):
+        """log10 of the positive values (the view's coordinates in log mode); NaN gaps."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(_positive(a))
 
     def data_arrays(self):
         snap = self.drawn or self.snapshot
@@ -129,3 +178,7 @@ def _positive(a):
     """Values for a log axis: non-positive entries become NaN (drawn as gaps)."""
     a = np.asarray(a, dtype=np.float64)
     return np.where(a > 0, a, np.nan)
+
+
+def _finite(a):
+    return np.asarray(a, dtype=np.float64)

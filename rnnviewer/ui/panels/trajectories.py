@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QLineEdit
 
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import Band, Dots, Trace
 from rnnviewer.ui.panels._hidden import (STATE_TITLES, UNIT_COLORS, StableLimit, info_label,
                                          parse_units, probe_labels, probe_state, refresh,
                                          robust_max, sequence_spin, set_spin_max, state_combo,
@@ -62,32 +63,31 @@ class TrajectoriesPanel(Panel):
         self.plot.getAxis("top").setGrid(False)
         self.plot.setMouseEnabled(x=True, y=False)
         self.plot.hideButtons()
-        self.many_curve = pg.PlotCurveItem(pen=pg.mkPen(QColor(120, 120, 120, 90), width=1),
-                                           connect="finite")
+        # Traces, band and dots are plain Qt path items (_perf.py): a frame costs a
+        # fraction of what PlotCurveItem / FillBetweenItem / symbols cost.
+        self.many_curve = Trace(pg.mkPen(QColor(120, 120, 120, 90), width=1))
         self.plot.addItem(self.many_curve)
         self.unit_curves = []
         for c in UNIT_COLORS:
             col = QColor(c)
             col.setAlpha(200)
-            item = pg.PlotCurveItem(pen=pg.mkPen(col, width=1))
+            item = Trace(pg.mkPen(col, width=1))
             self.plot.addItem(item)
             self.unit_curves.append(item)
-        self.band_lo = pg.PlotCurveItem(pen=None)
-        self.band_hi = pg.PlotCurveItem(pen=None)
         accent = QColor(COLORS["accent"])
         fill = QColor(accent)
         fill.setAlpha(55)
-        self.band = pg.FillBetweenItem(self.band_lo, self.band_hi, brush=pg.mkBrush(fill))
+        self.band = Band(fill)
+        self.band_lo, self.band_hi = self.band.lo, self.band.hi
         self.plot.addItem(self.band)
-        self.mean_curve = pg.PlotCurveItem(pen=pg.mkPen(accent, width=1,
-                                                        style=Qt.PenStyle.DashLine))
+        self.mean_curve = Trace(pg.mkPen(accent, width=1, style=Qt.PenStyle.DashLine))
         self.plot.addItem(self.mean_curve)
-        # Wide pens are drawn without antialiasing: Qt strokes antialiased lines wider
-        # than 1 px about 20x slower (measured 23 ms against 1.1 ms for 50 points).
-        self.sel_curve = pg.PlotDataItem(pen=pg.mkPen(accent.darker(115), width=2.6),
-                                         antialias=False, symbol="o", symbolSize=4,
-                                         symbolPen=None, symbolBrush=accent.darker(115))
+        # A wide pen: Qt strokes antialiased lines wider than 1 px about 20x slower
+        # (measured 23 ms against 1.1 ms for 50 points), so this one is not antialiased.
+        self.sel_curve = _AliasedTrace(pg.mkPen(accent.darker(115), width=2.6))
         self.plot.addItem(self.sel_curve)
+        self.sel_dots = Dots(accent.darker(115), size=4)
+        self.plot.addItem(self.sel_dots)
         self.legend = pg.TextItem("", color=accent.darker(130), anchor=(0, 0))
         self.legend.setParentItem(self.plot.getViewBox())
         self.legend.setPos(6, 2)
@@ -102,6 +102,7 @@ class TrajectoriesPanel(Panel):
         self._sel = 0
         self._metrics = tick_metrics()
         self._ticks = None
+        self._tick_key = None
         self.plot.getViewBox().sigXRangeChanged.connect(self._on_view_x_range_changed)
         self.plot.scene().sigMouseClicked.connect(self._on_scene_mouse_clicked)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
@@ -178,18 +179,17 @@ class TrajectoriesPanel(Panel):
         if self.band_box.isChecked() and P > 1:
             m = states[:, :, sel].mean(0)
             sd = states[:, :, sel].std(0)
-            self.band_lo.setData(t, m - sd)
-            self.band_hi.setData(t, m + sd)
+            self.band.setData(t, m - sd, m + sd)
             self.mean_curve.setData(t, m)
             self.band.setVisible(True)
             self._band = (m, sd)
         else:
-            self.band_lo.setData([], [])
-            self.band_hi.setData([], [])
+            self.band.clear()
             self.mean_curve.setData([], [])
             self.band.setVisible(False)
             self._band = None
         self.sel_curve.setData(t, h[:, sel])
+        self.sel_dots.setData(t, h[:, sel])
         legend = f"unit {sel} (seq {seq})" + ("   dashed: batch mean" if self._band is not None
                                               else "")
         if legend != self.legend.toPlainText():
@@ -209,6 +209,10 @@ class TrajectoriesPanel(Panel):
         vb = self.plot.getViewBox()
         (x0, x1), _ = vb.viewRange()
         px = vb.width() / max(x1 - x0, 1e-9)
+        key = (tuple(self._labels), x0, x1, px)
+        if key == self._tick_key:          # the same labels in the same place
+            return
+        self._tick_key = key
         ticks = thinned_ticks(self._labels, x0, x1, px, self._metrics)
         if ticks != self._ticks:           # new ticks repaint the whole axis: only on change
             self._ticks = ticks
@@ -276,3 +280,11 @@ class TrajectoriesPanel(Panel):
             out[f"unit_{self._sel}_batch_mean"] = self._band[0]
             out[f"unit_{self._sel}_batch_sd"] = self._band[1]
         return out
+
+
+class _AliasedTrace(Trace):
+    """A Trace drawn without antialiasing (for wide pens)."""
+
+    def paint(self, painter, option, widget=None):
+        painter.setRenderHint(painter.RenderHint.Antialiasing, False)
+        super().paint(painter, option, widget)

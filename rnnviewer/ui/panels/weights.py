@@ -4,7 +4,8 @@ Every heatmap has the hidden unit on its vertical axis (W_hy is drawn transposed
 a row is always one unit: clicking it selects that unit everywhere, and the selected
 unit's row (and its column in W_hh, where columns are the sending units) is outlined.
 Colours: diverging, centred on zero, symmetric levels per matrix that grow at once and
-shrink slowly, so they stay comparable from frame to frame.
+shrink in small steps (BandLevel), so they stay comparable from frame to frame and the
+colour bars only redraw when a level moves.
 """
 
 import numpy as np
@@ -15,9 +16,10 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
                                QToolTip)
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
-                                            colormap, fmt, gate_blocks, input_names,
-                                            output_names, robust_absmax)
+from rnnviewer.ui.panels._perf import BandLevel, cache_axes
+from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, color_bar, colormap, fmt,
+                                            gate_blocks, input_names, output_names,
+                                            robust_absmax)
 from rnnviewer.ui.style import LABEL_STYLE, style_plot
 
 MODES = {"value": "Value", "delta": "Last update \u0394W", "grad": "Gradient"}
@@ -63,7 +65,8 @@ class WeightsPanel(Panel):
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
         self.cmap = colormap(DIVERGING)
-        self.levels = {}                   # (mode, matrix) -> SteadyLevel
+        self.levels = {}                   # (mode, matrix) -> BandLevel
+        self._bar_levels = {}              # matrix -> (level, mode) its colour bar shows
         self.blocks = {}                   # label -> BlockView
         self.bars = {}                     # matrix -> ColorBarItem
         self.shown = {}                    # label -> the array drawn (float32)
@@ -101,6 +104,7 @@ class WeightsPanel(Panel):
         self.view.clear()
         self.blocks.clear()
         self.bars.clear()
+        self._bar_levels.clear()
         self.shown.clear()
         self._names = ([], [])
         self.message = None
@@ -162,6 +166,7 @@ class WeightsPanel(Panel):
             offset += len(rows)
         for r in range(G if arr == "stack" else 1):
             layout.setRowStretchFactor(r, 1)
+        cache_axes(self.view)
         self.on_unit_selected(self.selection.unit)
 
     # ------------------------------------------------------------ drawing
@@ -182,7 +187,7 @@ class WeightsPanel(Panel):
             a = src.get(m)
             if a is None:
                 continue
-            lv = self.levels.setdefault((mode, m), SteadyLevel()).update(robust_absmax(a))
+            lv = self.levels.setdefault((mode, m), BandLevel()).update(robust_absmax(a))
             for label, block in gate_blocks(m, a, snap.gate_names):
                 bv = self.blocks.get(label)
                 if bv is None:
@@ -191,10 +196,12 @@ class WeightsPanel(Panel):
                 img = np.ascontiguousarray(img, dtype=np.float32)   # (H, I) / (H, H) / (H, O)
                 self.shown[label] = img
                 bv.image.setImage(img, levels=(-lv, lv), autoLevels=False)
-            cb = self.bars[m]
-            cb.setLevels((-lv, lv))
-            cb.getAxis("bottom").setLabel(f"{m} {SHORT[mode]}  (\u00b1{fmt(lv)})",
-                                          **LABEL_STYLE)
+            if self._bar_levels.get(m) != (lv, mode):   # the bar redraws only on a change
+                self._bar_levels[m] = (lv, mode)
+                cb = self.bars[m]
+                cb.setLevels((-lv, lv))
+                cb.getAxis("bottom").setLabel(f"{m} {SHORT[mode]}  (\u00b1{fmt(lv)})",
+                                              **LABEL_STYLE)
 
     # ------------------------------------------------------------ interaction
     def describe(self, bv, row, col):
