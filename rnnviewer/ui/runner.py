@@ -95,9 +95,12 @@ def run(args, overrides, fast_exit=False):
 
 
 def _on_sigint(*_):
+    """Ctrl-C / SIGINT: close the windows from the event loop, never from inside the
+    handler (it runs between any two bytecodes, maybe in the middle of a paint event,
+    and destroying a window there crashed the app)."""
     app = QApplication.instance()
     if app is not None:
-        app.closeAllWindows()
+        QTimer.singleShot(0, app.closeAllWindows)
 
 
 def train_offscreen(win, steps, timeout=600):

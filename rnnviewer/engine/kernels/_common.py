@@ -1,12 +1,15 @@
 """Shared numba helpers for the cell kernels: flags, float32 tanh/exp, chunking, input side.
 
 `gemm` (strided BLAS from njit code) lives in `blas.py`, the one BLAS binding of every
-cell, and is re-exported here. Arithmetic helpers (`mm_nt`, `tanh32`, `act_tanh`) are
-`inline="always"`: numba inlines them into each kernel before lowering, so they take
-the kernel's flags (fastmath for float32, exact for float64). `gemm` and the input-side
-helpers do no float arithmetic of their own and are compiled once per signature, shared
-by all cells. numba's cache checks only the kernel's own source file: after editing
-this file, clear NUMBA_CACHE_DIR (the packaged app keys its cache by a hash of the sources).
+cell, and is re-exported here. The recurrent product of a step is `rec_mm`: vector
+register tiles (`mm_tiled`, written in LLVM vector IR) or dot products (`mm_nt`).
+Arithmetic helpers (`tanh32`, `act_tanh`, ...) are `inline="always"`: numba inlines
+them into each kernel before lowering, so they take the kernel's flags (fastmath for
+float32, exact for float64); `mm_nt` and `mm_tiled` compile once per dtype with that
+dtype's flags. `gemm` and the input-side helpers do no float arithmetic of their own and
+are compiled once per signature, shared by all cells. numba's cache checks only the
+kernel's own source file: after editing this file, clear NUMBA_CACHE_DIR (the packaged
+app keys its cache by a hash of the sources).
 """
 
 import ctypes
@@ -388,7 +391,7 @@ def rec_mm(m, a, off_a, lda, w, w_t, c, off_c, ldc, beta):
 
     Register tiles over w_t (`mm_tiled`) for MM_TILE_MIN_ROWS rows or more and
     K <= MM_TILE_MAX_K, else `mm_nt`'s dot products over w. Measured per step product:
-    tiles 2.2x `mm_nt` and 1.5-2x OpenBLAS for H = 32-64 with 4-32 rows, 1.2-1.5x at
+    tiles 2.2x `mm_nt` and 1.5-2x OpenBLAS for H = 32-64 with 4-32 rows, up to 1.5x at
     H = 128; for one or two rows, or H = 512, `mm_nt` is as fast or faster."""
     if m >= MM_TILE_MIN_ROWS and w_t.shape[0] <= MM_TILE_MAX_K:
         mm_tiled(m, a, off_a, lda, w_t, c, off_c, ldc, beta)
