@@ -82,9 +82,17 @@ done
 ICU=$(find "$INTERNAL/PySide6/Qt/lib" -name 'libicudata.so.*' -size -15M | wc -l)
 [ "$ICU" = 1 ] || echo "   note: the ICU data library was not reduced (no binutils at build time?)"
 SIZE_MB=$(du -sm "$BUNDLE" | cut -f1)
-report "bundle size (unpacked)" "${SIZE_MB} MB"
+SIZE_B=$(du -sb "$BUNDLE" | cut -f1)
+report "bundle size (unpacked)" "${SIZE_MB} MB (du -sm; $(awk -v b="$SIZE_B" 'BEGIN {printf "%.1f", b / 1e6}') million bytes)"
 du -sm "$INTERNAL"/* | sort -rn | sed -n '1,8s|'"$INTERNAL"'/|   |p'
 echo "== system libraries taken from the host"
+if ! "$PY" packaging/host_libs.py "$INTERNAL" > "$OUT/host-libs.txt" 2>&1 \
+        && [ "${CI:-}" = "true" ] && [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null; then
+    # a bare CI image: what a desktop (and the PySide6 wheel itself) takes for granted
+    apt-get update -qq > "$OUT/apt.log" 2>&1 || true
+    apt-get install -y -qq libgl1 libegl1 libxcb1 libx11-6 libx11-xcb1 libfontconfig1 \
+        libfreetype6 libdbus-1-3 libstdc++6 zlib1g libuuid1 >> "$OUT/apt.log" 2>&1 || true
+fi
 "$PY" packaging/host_libs.py "$INTERNAL" | sed 's/^/   /' || fail "this host lacks a library the bundle needs (above)"
 VERSION=$(timeout 120 "$APP" --version) || fail "--version"
 [[ "$VERSION" == rnnviewer\ * ]] || fail "--version printed: $VERSION"
@@ -220,7 +228,7 @@ EOF
         read -r ts tw _ code cpu < <(window_run "$shot" 0 "$OUT/window-warm$i.log" "$CACHE")
         [ "${tw:--1}" -ge 0 ] || { cat "$OUT/window-warm$i.log"; fail "no window appeared under Xvfb"; }
         [ "$ts" -ge 0 ] || { cat "$OUT/window-warm$i.log"; fail "the app did not report its window shown"; }
-        [ "$code" = 0 ] || { cat "$OUT/window-warm$i.log"; fail "the app exited with $code after SIGINT"; }
+        [ "$code" = 0 ] || { cat "$OUT/window-warm$i.log"; fail "the app exited with $code after SIGINT (139: it crashed)"; }
         WS+=("$ts"); WT+=("$tw"); WC+=("$cpu")
     done
     median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }

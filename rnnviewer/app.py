@@ -98,7 +98,8 @@ def report_window_shown():
                 else:
                     handle.installEventFilter(self)
                 return
-            QTimer.singleShot(5, self.arm)         # no window yet
+            if time.time() - t0 < 600:
+                QTimer.singleShot(5, self.arm)     # no window yet
 
         def eventFilter(self, obj, event):
             if event.type() == QEvent.Type.Expose and obj.isExposed():
