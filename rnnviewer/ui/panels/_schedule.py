@@ -6,9 +6,8 @@ redraw causes runs before the next redraw, so the event loop's latency stays nea
 cost of one panel's frame instead of all of them.
 
 It is event-driven: a single-shot timer wakes it for the next panel that comes due, and
-`poke()` (a new snapshot) wakes it at once. With nothing to draw it only looks again every
-IDLE_CHECK_MS, for panels that asked for a redraw by setting `drawn = None` (after a
-resize, say) or came on screen (a 4 ms polling timer took 3-4% of a core).
+`poke()` (a new snapshot) wakes it at once; nothing runs while there is nothing to draw.
+(A 4 ms polling timer took 3-4% of a core of the GUI thread with nothing to draw.)
 
 Frame rate: a panel is due again `interval` after it was drawn: its `redraw_interval_ms`
 (33 ms, so it follows snapshots arriving at up to 30 Hz) times the shared `pace`. The
@@ -27,7 +26,7 @@ import weakref
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
 
 SLACK = 0.75             # a panel may draw this fraction of its interval after the last draw
-IDLE_CHECK_MS = 50       # nothing due: look again this often (drawn = None, shown again)
+IDLE_CHECK_MS = 150      # undrawn snapshots but no panel on screen: look again this often
 
 
 def visible(widget):
@@ -72,20 +71,21 @@ class RedrawScheduler(QObject):
     def _on_timer_timeout(self):
         now = time.perf_counter()
         self._measure(now)
-        panels = list(self.panels)
-        if not panels:
-            return                 # no panel left (windows closed): sleep until a poke
-        best = None
-        for p in panels:
+        best, waiting = None, False
+        for p in list(self.panels):
             try:
                 if p.snapshot is None or p.snapshot is p.drawn:
                     continue
             except RuntimeError:
                 continue
-            if (best is None or p.next_due < best.next_due) and visible(p):
+            if not visible(p):
+                waiting = True
+                continue
+            if best is None or p.next_due < best.next_due:
                 best = p
         if best is None:
-            self._timer.start(IDLE_CHECK_MS)
+            if waiting:
+                self._timer.start(IDLE_CHECK_MS)
             return
         if best.next_due > now:
             self._timer.start(max(1, int((best.next_due - now) * 1000 + 0.5)))

@@ -4,19 +4,17 @@ and largest singular value tracked over training.
 
 The eigen-decomposition runs in the GUI thread only when the snapshot changed and at most
 every `Throttle` interval (a multiple of its measured cost), so it never takes more than a
-small share of the frame budget at H=128 on a loaded machine. Between two computations the
-picture cannot change: redraw() then draws nothing and says so (returns False).
+small share of the frame budget at H=128 on a loaded machine.
 """
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy
 
 from rnnviewer.engine.analysis import DEFAULT_GATE
 from rnnviewer.engine.analysis import spectrum as engine_spectrum
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._perf import TextLine, set_text
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
                                             single_thread_blas)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
@@ -69,8 +67,10 @@ class SpectrumPanel(Panel):
         self.gate_box.currentIndexChanged.connect(self._on_gate_box_changed)
         bar.addWidget(self.gate_label)
         bar.addWidget(self.gate_box)
-        self.info = TextLine("", "Spectral radius (largest |eigenvalue|) and largest singular "
-                                 "value of the block shown")
+        self.info = QLabel("")
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info.setToolTip("Spectral radius (largest |eigenvalue|) and largest singular "
+                             "value of the block shown")
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
@@ -156,7 +156,7 @@ class SpectrumPanel(Panel):
         if self._computed is not snap:
             if not self.throttle.due():
                 self.drawn = None          # not yet: retried on a later timer tick
-                return False               # nothing new to draw
+                return
             self.throttle.run(self._compute, snap)
             self._computed = snap
         self._draw()
@@ -191,7 +191,7 @@ class SpectrumPanel(Panel):
         legend = self.plane.legend
         for sample, label in legend.items:
             if sample.item is item:
-                set_text(label, name)          # a new text re-lays out the legend
+                label.setText(name)
 
     @staticmethod
     def _point_tip(x, y, data):
