@@ -2,7 +2,11 @@
 
 Measures, with every registered panel open and visible (floating docks, offscreen):
   - event-loop latency: a 10 ms QTimer probe; lateness of each tick (goal: p99 < 50 ms)
-  - panel frames per second: redraws of each panel per second (goal: >= 20)
+  - panel frames per second: redraws of each panel per second (goal: >= 20). A panel
+    whose picture comes from a throttled computation (spectrum, histograms: at most every
+    max(min_interval, 10 x its cost)) draws only when that has new data; its redraw()
+    calls that drew nothing (returned False) are not frames. Such panels are listed
+    separately ("throttled"), with their frame rate, and left out of fps_min.
   - training throughput with the window open relative to headless (goal: >= 80%)
 Headless and windowed runs alternate in one process (the machines are noisy, NOTES.md);
 medians are reported.
@@ -37,6 +41,12 @@ def parse():
                         "none: every panel closed (the cost of the window itself)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="override sys.setswitchinterval (seconds) for an experiment")
+    p.add_argument("--budget", type=float, default=None,
+                   help="override the redraw scheduler's GUI-thread budget (share of a core; "
+                        "see ui/panels/_schedule.py) for an experiment")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="numba threads of the window's training worker (default: numba's, "
+                        "all cores); headless always uses the default")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", help="cProfile the GUI thread during the windowed runs and "
                                      "write the 40 costliest functions (cumulative) here")
@@ -143,6 +153,7 @@ def windowed(win, probe, seconds, profiler=None):
     wait_until(lambda: win.running and win.snapshot is not None and win.snapshot.step > 5, 60)
     run_loop(0.5)                                       # settle
     frames0 = {n: p.frames for n, p in win.panels.items()}
+    skipped0 = {n: getattr(p, "skipped", 0) for n, p in win.panels.items()}
     session = win.worker.session
     step0, t0 = session.step, time.perf_counter()
     serial0, cpu0 = win.snapshot.serial, thread_cpu()
@@ -158,16 +169,20 @@ def windowed(win, probe, seconds, profiler=None):
     cpu1 = thread_cpu()
     snaps = (win.snapshot.serial - serial0) / dt
     fps = {n: (p.frames - frames0[n]) / dt for n, p in win.panels.items()}
+    throttled = sorted(n for n, p in win.panels.items()
+                       if getattr(p, "skipped", 0) > skipped0[n])
     diag = {"snapshots_per_s": snaps,
             "snapshot_ms": 1000 * session._snapshot_seconds,
             "pace": scheduler().pace, "gui_busy": scheduler().busy,
+            "budget": getattr(scheduler(), "budget", math.nan),
             "cpu_share": {k: (cpu1[k] - cpu0[k]) / dt for k in cpu1}}
     win.worker.set_running(False)
     wait_until(lambda: not win.running, 10)
     late = sorted(probe.late)
     pct = lambda q: 1000 * late[min(len(late) - 1, int(q * len(late)))]  # noqa: E731
     return {"steps_per_s": steps / dt, "latency_p50_ms": pct(0.50), "latency_p99_ms": pct(0.99),
-            "latency_max_ms": 1000 * late[-1], "ticks": len(late), "fps": fps, **diag}
+            "latency_max_ms": 1000 * late[-1], "ticks": len(late), "fps": fps,
+            "throttled": throttled, **diag}
 
 
 def main():
@@ -183,6 +198,9 @@ def main():
     win = MainWindow(config, interactive=False, restore_settings=False)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
+    if args.budget:
+        from rnnviewer.ui.panels import scheduler
+        scheduler().fixed_budget = args.budget
     win.resize(1400, 900)
     win.show()
     if args.layout == "floating":
@@ -194,6 +212,7 @@ def main():
         for dock in win.docks.values():
             dock.hide()
     win.start()
+    win.worker.train_threads = args.train_threads
     if not wait_until(lambda: win.snapshot is not None or win.errors, 600):
         sys.exit("timed out waiting for the kernels")
     if win.errors:
@@ -211,8 +230,10 @@ def main():
     med = statistics.median
     head = med(runs["headless"])
     w = runs["window"]
-    shown = [n for n, p in win.panels.items() if p.frames]
+    shown = [n for n, p in win.panels.items() if p.frames or getattr(p, "skipped", 0)]
     fps = {n: med(r["fps"][n] for r in w) for n in shown}
+    throttled = sorted({n for r in w for n in r["throttled"]})
+    live = {n: f for n, f in fps.items() if n not in throttled}
     out = {"config": config.to_dict(), "panels": len(shown), "layout": args.layout,
            "load_average": os.getloadavg(),
            "headless_steps_per_s": head,
@@ -220,11 +241,16 @@ def main():
            "latency_p50_ms": med(r["latency_p50_ms"] for r in w),
            "latency_p99_ms": med(r["latency_p99_ms"] for r in w),
            "latency_max_ms": max(r["latency_max_ms"] for r in w),
-           "fps_min": min(fps.values(), default=math.nan),
-           "fps_median": med(fps.values()) if fps else math.nan, "fps": fps,
+           "fps_min": min(live.values(), default=math.nan),
+           "fps_median": med(live.values()) if live else math.nan, "fps": fps,
+           "throttled_panels": throttled,
            "runs": runs}
     out["throughput_ratio"] = out["window_steps_per_s"] / head
     out["switch_interval"] = sys.getswitchinterval()
+    from rnnviewer.ui.panels import scheduler
+    out["budget"] = getattr(scheduler(), "fixed_budget", None) or \
+        getattr(scheduler(), "BUSY_BUDGET", None)
+    out["train_threads"] = args.train_threads
     print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(shown)} panels "
           f"drawn ({args.layout} layout), {args.repeats}x{args.seconds:g} s, medians; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")
@@ -232,14 +258,17 @@ def main():
           f"steps/s   ratio {100 * out['throughput_ratio']:.0f}%  (goal >= 80%)")
     print(f"  latency   p50 {out['latency_p50_ms']:.1f} ms   p99 {out['latency_p99_ms']:.1f} ms"
           f"   max {out['latency_max_ms']:.1f} ms  (goal p99 < 50 ms)")
-    print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20)")
+    print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20; "
+          f"throttled panels left out)")
     last = w[-1]
     print(f"  snapshots {med(r['snapshots_per_s'] for r in w):.1f}/s (session's snapshot cost "
-          f"{last['snapshot_ms']:.1f} ms), redraw pace x{last['pace']:.1f}, GUI busy "
+          f"{last['snapshot_ms']:.1f} ms), redraw pace x{last['pace']:.1f} (budget "
+          f"{last['budget']:.2f}), GUI busy "
           f"{last['gui_busy']:.2f}; CPU share per thread: " + ", ".join(
               f"{k} {med(r['cpu_share'].get(k, 0) for r in w):.2f}" for k in last["cpu_share"]))
     for n, f in sorted(fps.items(), key=lambda kv: kv[1]):
-        print(f"    {n:20s} {f:5.1f} fps")
+        note = "  (throttled computation: draws when it has new data)" if n in throttled else ""
+        print(f"    {n:20s} {f:5.1f} fps{note}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -80,6 +80,19 @@ def click_view(qtbot, plot, x, y):
     qtbot.mouseClick(gv.viewport(), Qt.MouseButton.LeftButton, pos=pos)
 
 
+def hover(widget, pos):
+    """A mouse move over `widget` at `pos`, delivered to it directly (QTest.mouseMove goes
+    through the window system and reaches whichever top-level window is under the
+    cursor: with several test windows open offscreen, not necessarily this one)."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+    p = QPointF(pos)
+    ev = QMouseEvent(QEvent.Type.MouseMove, p, widget.mapToGlobal(p), Qt.MouseButton.NoButton,
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, ev)
+
+
 def test_every_panel_and_the_analysis_are_registered():
     names = {c.object_name for c in registered_panels()}
     assert {"trajectories", "state_space", "activations", "neuron_view", "gates"} <= names
@@ -238,12 +251,14 @@ def test_neuron_view_colours_the_text_and_lists_contexts(qtbot, runs, cell):
     feed(panel, snaps[:1])                                    # no analysis result yet
     assert "waiting" in panel.ctx_title.text()
     feed(panel, last)
-    doc = panel.text.toHtml()
-    assert doc.count('href="') == P * T
     acts = last.probe.h[:, :, 1]
+    assert panel.text.labels() == [list(r) for r in last.probe.labels]   # every input
+    np.testing.assert_array_equal(panel.cell_colors(), color_index(acts))
     i = int(color_index([acts[2, 5]])[0])
-    html = panel._probe_html()
-    assert f'href="2:5" style="background-color:{BG[i]};' in html
+    panel.text.resize(600, 400)
+    img = panel.text.grab().toImage()                      # the cell is painted in BG[i]
+    r = panel.text.cell_rect(2, 5)
+    assert img.pixelColor(r.left() + 1, r.top() + 1).name() == BG[i]
     res = last.extra["top_contexts"]
     assert "Where unit 1 fires highest" in panel.ctx_title.text()
     ok = np.isfinite(res["max_values"][1])
@@ -256,6 +271,14 @@ def test_neuron_view_colours_the_text_and_lists_contexts(qtbot, runs, cell):
     assert panel.unit_spin.value() == 4
     np.testing.assert_allclose(panel._acts, last.probe.h[:, :, 4])
     assert panel.most_active_unit(0, 3) == int(np.argmax(np.abs(last.probe.h[0, 3])))
+    r = panel.text.cell_rect(0, 3)                         # a click on a character selects
+    assert panel.text.cell_at(r.center()) == (0, 3)        # the unit most active there
+    qtbot.mouseClick(panel.text, Qt.MouseButton.LeftButton, pos=r.center())
+    assert sel.unit == int(np.argmax(np.abs(last.probe.h[0, 3])))
+    hover(panel.text, panel.text.cell_rect(1, 0).center())
+    assert "seq 1  t=0" in panel.info.text()               # hovering shows the value
+    hover(panel.text, r.center())
+    assert "seq 0  t=3" in panel.info.text()
 
 
 def test_neuron_view_shows_analysis_errors_and_values_of_numeric_tasks(qtbot):

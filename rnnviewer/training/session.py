@@ -134,6 +134,7 @@ class TrainingSession:
             self.rng.bit_generator.state = rng_state
         self.run_id = run_id
         self.snapshot_interval = 1.0 / snapshot_hz if snapshot_hz else 0.0
+        self.max_snapshot_hz = float(snapshot_hz or 0.0)
         self.max_steps_per_second = 0.0      # 0 = as fast as possible
         self.stop_event = threading.Event()
         self.diverged = None                 # the DivergenceError of the last divergence
@@ -192,6 +193,13 @@ class TrainingSession:
 
     def set_batch(self, batch):
         self.config = self.config.replace(batch=int(batch)).validate()
+
+    def set_snapshot_rate(self, hz):
+        """Make snapshots at most `hz` times a second, and never faster than the
+        snapshot_hz the session was made with (the owner may lower the rate to what it
+        draws: snapshots cost training time). Takes effect from the next snapshot."""
+        if self.max_snapshot_hz and hz and hz > 0:
+            self.snapshot_interval = 1.0 / min(float(hz), self.max_snapshot_hz)
 
     def set_speed(self, steps_per_second):
         """Cap the loop at this many steps/s (0 or None: as fast as possible)."""

@@ -19,6 +19,7 @@ import traceback
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from rnnviewer.errors import RnnviewerError
+from rnnviewer.ui.panels._schedule import snapshot_demand
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class TrainingWorker(QObject):
         self._compiled = set()
         self.analysis_requests = {}
         self.final_save_path = None           # set by the GUI: autosave here when quitting
+        # numba threads for training in this thread (None: numba's default, all cores);
+        # numba's thread count is per calling thread, so this leaves other threads alone
+        self.train_threads = None
         self._autosaved = None                # (run_id, step) of the last autosave
 
     # ------------------------------------------------------------ GUI-thread API
@@ -153,6 +157,11 @@ class TrainingWorker(QObject):
 
     def _train(self):
         s = self.session
+        if self.train_threads:
+            import numba
+            n = max(1, min(int(self.train_threads), numba.config.NUMBA_NUM_THREADS))
+            if numba.get_num_threads() != n:
+                numba.set_num_threads(n)
         if self.pending_steps:
             s.set_speed(0.0)
             done = s.run(max_steps=self.pending_steps, stop_event=self._attention)
@@ -211,6 +220,11 @@ class TrainingWorker(QObject):
     def _on_session_snapshot(self, snap):
         if not self._quit.is_set():
             self.snapshot_ready.emit(snap)
+            # no more snapshots than the window draws (ui/panels/_schedule.py): each one
+            # costs this thread the probe batch's forward and backward pass
+            hz = snapshot_demand()
+            if hz and self.session is not None:
+                self.session.set_snapshot_rate(hz)
 
     def _on_session_diverged(self, err):
         if not self._quit.is_set():

@@ -129,6 +129,7 @@ class Panel(QWidget):
         self.snapshot = None           # the newest snapshot received
         self.drawn = None              # the snapshot last drawn
         self.frames = 0                # redraws done (the GUI benchmark counts them)
+        self.skipped = 0               # redraw() calls that drew nothing new (returned False)
         self.error = None              # traceback of the last failed redraw
         self.redraw_seconds = 0.0      # smoothed duration of a redraw (frame pacing)
         Panel._live.add(self)
@@ -190,7 +191,9 @@ class Panel(QWidget):
         """Create the widgets and plot items (once)."""
 
     def redraw(self, snap):
-        """Draw `snap` (the newest snapshot). Update items in place; never block long."""
+        """Draw `snap` (the newest snapshot). Update items in place; never block long.
+        Return False when nothing new was drawn (a throttled computation not due yet:
+        set self.drawn = None to be called again); it does not count as a frame."""
 
     def data_arrays(self):
         """name -> ndarray: the data behind the current picture, for export."""
@@ -228,7 +231,7 @@ class Panel(QWidget):
             self.ensure_built()
             self.drawn = snap
             try:
-                self.redraw(snap)
+                drew = self.redraw(snap)
             except Exception:
                 text = traceback.format_exc()
                 if raise_errors:
@@ -239,7 +242,10 @@ class Panel(QWidget):
                 self.error = text
                 return
             self.error = None
-            self.frames += 1
+            if drew is False:          # a throttled computation, not due yet: no frame
+                self.skipped += 1
+            else:
+                self.frames += 1
 
     def is_shown(self):
         """True if some of the panel is on screen (not closed, not a hidden tab)."""

@@ -173,10 +173,10 @@ def nice_up(x):
 
 
 def info_label(tooltip):
-    """A plain-text label for the bar that may be cut short rather than widen the panel."""
-    label = QLabel("")
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setToolTip(tooltip)
+    """A plain-text line for the bar that may be cut short rather than widen the panel,
+    and that can change every frame without re-laying out the window (_perf.TextLine)."""
+    from rnnviewer.ui.panels._perf import TextLine
+    label = TextLine("", tooltip)
     label.setMinimumWidth(0)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label

@@ -171,10 +171,12 @@ class JobPanel(Panel):
     def discard_job(self):
         """Stop the running job and ignore everything it still sends (after a reset its
         result belongs to a model that no longer exists). No `job_ended` follows."""
-        self.cancel_job()
-        if self.job is not None:
-            self._job_serial += 1      # the Job stays referenced in RUNNING until it ends
-            self.job = None
+        job, self.job = self.job, None
+        # the serial first: cancelling may end the job at once (its thread already
+        # finished), and its queued result must then find a newer serial
+        self._job_serial += 1          # the Job stays referenced in RUNNING until it ends
+        if job is not None:
+            job.cancel()
 
     def job_running(self):
         return self.job is not None and self.job.is_running()

@@ -6,18 +6,28 @@ redraw causes runs before the next redraw, so the event loop's latency stays nea
 cost of one panel's frame instead of all of them.
 
 It is event-driven: a single-shot timer wakes it for the next panel that comes due, and
-`poke()` (a new snapshot) wakes it at once; nothing runs while there is nothing to draw.
-(A 4 ms polling timer took 3-4% of a core of the GUI thread with nothing to draw.)
+`poke()` (a new snapshot) wakes it at once. With nothing to draw it only looks again every
+IDLE_CHECK_MS, for panels that asked for a redraw by setting `drawn = None` (after a
+resize, say) or came on screen (a 4 ms polling timer took 3-4% of a core).
 
 Frame rate: a panel is due again `interval` after it was drawn: its `redraw_interval_ms`
 (33 ms, so it follows snapshots arriving at up to 30 Hz) times the shared `pace`. The
 pace holds the GUI thread's busy share (time.thread_time over wall time: everything the
-thread does, painting included; waiting for the CPU or the GIL does not count) near
-`BUDGET`, so that drawing leaves training its throughput: painting holds the GIL (PySide6
+thread does, painting included; waiting for the CPU or the GIL does not count) near a
+budget, so that drawing leaves training its throughput: painting holds the GIL (PySide6
 keeps it during C++ calls) and takes a core from the two training threads. Measured on 2
-cores: the GUI thread busy 20% of the time left 83-85% of the headless training rate, 40%
-left 60%. When the shown panels need more than the budget the pace slows all of them
-evenly; it returns to 1 as soon as there is room.
+cores: the GUI thread busy 20% of the time left 77-85% of the headless training rate, 40%
+left 56-67%. The budget is BUSY_BUDGET while the other threads of the process (training)
+use most of a core or more (training flat out), IDLE_BUDGET when they do not (paused, or
+a steps/s cap for watching slowly: then the panels may draw at full rate). When the shown
+panels need more than the budget the pace slows all of them evenly; it returns to 1 as
+soon as there is room.
+
+Snapshot demand: `snapshot_demand()` is the snapshot rate the shown panels can use (their
+frame rate at the current pace, with some headroom; at least MIN_SNAPSHOT_HZ for the
+status bar). The training worker reads it after each snapshot and makes the next ones no
+faster: a snapshot costs the training thread 2-3 ms (the probe batch's forward and
+backward pass and the copies), so snapshots nobody draws are training time lost.
 """
 
 import time
@@ -26,7 +36,19 @@ import weakref
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
 
 SLACK = 0.75             # a panel may draw this fraction of its interval after the last draw
-IDLE_CHECK_MS = 150      # undrawn snapshots but no panel on screen: look again this often
+IDLE_CHECK_MS = 50       # nothing due: look again this often (drawn = None, shown again)
+MIN_SNAPSHOT_HZ = 10.0   # what the status bar and the history panels need at least
+MAX_SNAPSHOT_HZ = 60.0
+DEMAND_HEADROOM = 1.25   # snapshots per frame: a panel never waits long for a new one
+
+# The snapshot rate the window can use: written by the GUI thread, read by the training
+# worker (a plain float in a list: no Qt object is touched from the worker thread).
+_DEMAND = [None]
+
+
+def snapshot_demand():
+    """Snapshots per second the shown panels can draw (None before any panel exists)."""
+    return _DEMAND[0]
 
 
 def visible(widget):
@@ -40,7 +62,9 @@ def visible(widget):
 class RedrawScheduler(QObject):
     """Draws the panels on screen, paced to the GUI thread's budget (see the module)."""
 
-    BUDGET = 0.22                # target busy share of the GUI thread
+    BUSY_BUDGET = 0.25           # GUI share while training runs flat out
+    IDLE_BUDGET = 0.7            # ... while the other threads leave the cores free
+    TRAINING_BUSY = 0.7          # cores used by the other threads that mean "flat out"
     PACE_EVERY = 0.25            # seconds between measurements of the busy share
     MAX_PACE = 20.0
 
@@ -49,8 +73,11 @@ class RedrawScheduler(QObject):
         self.panels = weakref.WeakSet()
         self.pace = 1.0
         self.busy = 0.0            # smoothed busy share of the GUI thread
+        self.others = 0.0          # smoothed cores used by the process's other threads
+        self.budget = self.BUSY_BUDGET
+        self.fixed_budget = None   # set: use this budget always (benchmark experiments)
         self.frames = 0            # redraws done
-        self._mark = (time.perf_counter(), time.thread_time())
+        self._mark = (time.perf_counter(), time.thread_time(), time.process_time())
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -71,21 +98,20 @@ class RedrawScheduler(QObject):
     def _on_timer_timeout(self):
         now = time.perf_counter()
         self._measure(now)
-        best, waiting = None, False
-        for p in list(self.panels):
+        panels = list(self.panels)
+        if not panels:
+            return                 # no panel left (windows closed): sleep until a poke
+        best = None
+        for p in panels:
             try:
                 if p.snapshot is None or p.snapshot is p.drawn:
                     continue
             except RuntimeError:
                 continue
-            if not visible(p):
-                waiting = True
-                continue
-            if best is None or p.next_due < best.next_due:
+            if (best is None or p.next_due < best.next_due) and visible(p):
                 best = p
         if best is None:
-            if waiting:
-                self._timer.start(IDLE_CHECK_MS)
+            self._timer.start(IDLE_CHECK_MS)
             return
         if best.next_due > now:
             self._timer.start(max(1, int((best.next_due - now) * 1000 + 0.5)))
@@ -94,18 +120,32 @@ class RedrawScheduler(QObject):
         self.frames += 1
         self._timer.start(0)       # the next panel (if any) after this one's paint
 
-    def _measure(self, now):
+    def _measure(self, now, cpu=None, proc=None):
+        """Update busy, others, budget, pace and the snapshot demand (every PACE_EVERY s).
+        cpu, proc: this thread's and the process's CPU seconds (tests pass their own)."""
         wall = now - self._mark[0]
         if wall < self.PACE_EVERY:
             return
-        cpu = time.thread_time()
+        cpu = time.thread_time() if cpu is None else cpu
+        proc = time.process_time() if proc is None else proc
         share = min(1.0, (cpu - self._mark[1]) / wall)
-        self._mark = (now, cpu)
+        others = max(0.0, (proc - self._mark[2]) / wall - share)
+        self._mark = (now, cpu, proc)
         self.busy = 0.5 * self.busy + 0.5 * share
-        ratio = self.busy / self.BUDGET
+        self.others = 0.5 * self.others + 0.5 * others
+        self.budget = self.fixed_budget or (self.BUSY_BUDGET if self.others >= self.TRAINING_BUSY
+                                            else self.IDLE_BUDGET)
+        ratio = self.busy / self.budget
         if ratio > 1.05 or (ratio < 0.9 and self.pace > 1.0):
             step = min(max(ratio, 0.7), 1.4) ** 0.7      # damped proportional control
             self.pace = min(max(self.pace * step, 1.0), self.MAX_PACE)
+        self._update_demand()
+
+    def _update_demand(self):
+        shown = [p for p in list(self.panels) if visible(p)]
+        fastest = min((p.redraw_interval_ms for p in shown), default=None)
+        rate = 0.0 if fastest is None else 1000.0 / (fastest * self.pace) * DEMAND_HEADROOM
+        _DEMAND[0] = min(max(rate, MIN_SNAPSHOT_HZ), MAX_SNAPSHOT_HZ)
 
     def interval(self, panel):
         """Seconds from one redraw of `panel` to the next, at the current pace."""
@@ -119,4 +159,5 @@ def scheduler():
     """The process's RedrawScheduler (made with the first panel)."""
     if not _SCHEDULER:
         _SCHEDULER.append(RedrawScheduler())
+        _DEMAND[0] = MAX_SNAPSHOT_HZ
     return _SCHEDULER[0]

@@ -15,6 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 
+from rnnviewer.ui.panels._perf import FastImageItem
 from rnnviewer.ui.style import LABEL_STYLE
 
 DIVERGING = "RdBu_r"           # ColorBrewer blue - white - red: zero is white
@@ -279,7 +280,7 @@ def _weak(fn):
     return lambda: fn
 
 
-class ReportingImage(pg.ImageItem):
+class ReportingImage(FastImageItem):
     """An ImageItem (row-major, row 0 at the top when the view is inverted) that calls
     on_hover(row, col) / on_hover(None, None) and on_click(row, col) with array indices."""
 

@@ -6,6 +6,7 @@ from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import FastImageItem
 from rnnviewer.ui.panels._hidden import (STATE_TITLES, VIRIDIS, StableLimit, info_label,
                                          probe_labels, probe_state, refresh, robust_max,
                                          sequence_spin, set_spin_max, state_combo,
@@ -49,7 +50,7 @@ class ActivationsPanel(Panel):
         self.plot.hideButtons()
         self.plot.setMenuEnabled(False)
         self.plot.getViewBox().setDefaultPadding(0.0)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = FastImageItem(axisOrder="row-major")
         self.image.setColorMap(VIRIDIS)
         self.image.setToolTip("Click a row to select its unit")
         self.plot.addItem(self.image)

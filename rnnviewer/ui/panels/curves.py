@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._perf import Dots, SteadyRange, Trace, set_ticks
+from rnnviewer.ui.panels._perf import Dots, TextLine, Trace, ViewRange, set_ticks
 from rnnviewer.ui.style import COLORS, PENS, log_ticks, style_plot
 
 PX_PER_TICK = 26           # log axes: at most one tick label per this many pixels
@@ -31,13 +31,12 @@ class CurvesPanel(Panel):
                         f'<span style="color:{COLORS["val"]}">━●━ validation loss</span>')
         legend.setToolTip("Training loss of every step; validation loss on a fixed held-out "
                           "batch every few steps")
-        self.info = QLabel("")
-        self.info.setToolTip("Last training loss, validation loss and gradient norm")
+        self.info = TextLine("", "Last training loss, validation loss and gradient norm",
+                             align=Qt.AlignmentFlag.AlignRight)
         bar.addWidget(self.log_box)
         bar.addSpacing(12)
         bar.addWidget(legend)
-        bar.addStretch(1)
-        bar.addWidget(self.info)
+        bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
@@ -68,9 +67,9 @@ class CurvesPanel(Panel):
         self.lr_plot.enableAutoRange(axis="y", enable=False)
         # Ranges that move in steps, not every frame: the cached axes stay valid (_perf.py).
         # x (steps, linked to the other two plots) grows with 15% headroom.
-        self.x_range = SteadyRange(self.loss_plot.getViewBox(), "x", pad=(0.02, 0.15),
+        self.x_range = ViewRange(self.loss_plot.getViewBox(), "x", pad=(0.02, 0.15),
                                    shrink=0.0)
-        self.y_ranges = {p: SteadyRange(p.getViewBox(), "y", pad=(0.05, 0.05), log=True)
+        self.y_ranges = {p: ViewRange(p.getViewBox(), "y", pad=(0.05, 0.05), log=True)
                          for p in (self.loss_plot, self.norm_plot)}
         for p in (self.loss_plot, self.norm_plot):   # readable log ticks at any height
             p.getViewBox().sigYRangeChanged.connect(self._on_view_y_range_changed)

@@ -306,16 +306,19 @@ class FixedPointsPanel(JobPanel):
         if self.result is not None and self._overlay_on is None and self.overlay_box.isChecked():
             self.update_overlay()            # the state-space panel may have appeared since
         if self.job_running():
-            return
+            return False
         if self._ran_run_id != snap.run_id:
             if self.is_shown():
                 self.run()
             elif self.result is None:
                 self._show_message("press Find to search for fixed points")
-            return
+            return False
         if self.auto_box.isChecked() and self.result is not None and self.is_shown() and \
                 snap.step - self.result["step"] >= self.auto_spin.value():
             self.run()
+        # the picture is the job's result, drawn when it arrives (job_succeeded): a new
+        # snapshot alone changes nothing on screen, so it is not a frame
+        return False
 
     def _show_message(self, text):
         self.message.setText(text)

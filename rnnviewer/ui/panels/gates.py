@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import Trace, ViewRange, WideTrace
 from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
                                          probe_labels, refresh, sequence_spin, set_spin_max,
                                          thinned_ticks, tick_metrics, widget_svg)
@@ -70,8 +71,9 @@ class GatesPanel(Panel):
                    title="over training (solid &gt; 0.9, dashed &lt; 0.1)")
         self.sat_plot.setYRange(0, 1, padding=0.02)
         self.sat_plot.setMouseEnabled(x=True, y=False)
-        self.sat_plot.setDownsampling(auto=True, mode="peak")
-        self.sat_plot.setClipToView(True)
+        # steps grow: the x range moves in steps (cached axes stay valid, _perf.py)
+        self.sat_range = ViewRange(self.sat_plot.getViewBox(), "x", pad=(0.02, 0.15),
+                                   shrink=0.0)
         self.unit_plot = pg.PlotItem()
         style_plot(self.unit_plot, left="fraction &gt; 0.9", bottom="fraction &lt; 0.1",
                    title="per unit, now (click selects)")
@@ -94,6 +96,7 @@ class GatesPanel(Panel):
         self._last_step = None
         self._labels = []
         self._ticks = None
+        self._tick_key = None
         self._title = None
         self._metrics = tick_metrics()
         self._values = {}            # gate -> (T,) drawn for the selected unit
@@ -166,6 +169,7 @@ class GatesPanel(Panel):
     def on_reset(self):
         self._history = {"step": []}
         self._last_step = None
+        self.sat_range.reset()
         for low, high in self.sat_curves.values():
             low.setData([], [])
             high.setData([], [])
@@ -194,14 +198,14 @@ class GatesPanel(Panel):
         for g in gates:
             col = QColor(GATE_COLORS[g])
             # wide antialiased pens are ~20x slower to draw in Qt: wide lines go without
-            curve = pg.PlotCurveItem(pen=pg.mkPen(col, width=2), antialias=False)
+            curve = WideTrace(pg.mkPen(col, width=2))
             self.time_plot.addItem(curve)
             self.time_curves[g] = curve
         sigmoid = SIGMOID_GATES.get(cell, ())
         for g in sigmoid:
             col = QColor(GATE_COLORS[g])
-            low = pg.PlotCurveItem(pen=pg.mkPen(col, width=1, style=Qt.PenStyle.DashLine))
-            high = pg.PlotCurveItem(pen=pg.mkPen(col, width=1))
+            low = Trace(pg.mkPen(col, width=1, style=Qt.PenStyle.DashLine), max_points=4000)
+            high = Trace(pg.mkPen(col, width=1), max_points=4000)
             self.sat_plot.addItem(low)
             self.sat_plot.addItem(high)
             self.sat_curves[g] = (low, high)
@@ -251,6 +255,8 @@ class GatesPanel(Panel):
             if f"{g}_low" in h:
                 low.setData(steps, np.asarray(h[f"{g}_low"]))
                 high.setData(steps, np.asarray(h[f"{g}_high"]))
+        if len(steps):
+            self.sat_range.fit(float(steps[0]), float(steps[-1]))
         sigmoid = tuple(self.sat_curves)
         self._per_unit = gate_saturation(gates, LOW, HIGH, names=sigmoid, per_unit=True,
                                          mask=snap.probe.mask)
@@ -267,12 +273,18 @@ class GatesPanel(Panel):
             f"{g} {self._per_unit[g].low[u]:.0%} / {self._per_unit[g].high[u]:.0%}"
             for g in sigmoid)
         self.info.setText(text)
-        self.info.setToolTip(f"Unit {u}, share of its gate values on the probe batch {text}")
+        tip = f"Unit {u}, share of its gate values on the probe batch {text}"
+        if tip != self.info.toolTip():
+            self.info.setToolTip(tip)
 
     def _update_ticks(self):
         vb = self.time_plot.getViewBox()
         (x0, x1), _ = vb.viewRange()
         px = vb.width() / max(x1 - x0, 1e-9)
+        key = (tuple(self._labels), x0, x1, px)
+        if key == self._tick_key:          # the same labels in the same place
+            return
+        self._tick_key = key
         ticks = thinned_ticks(self._labels, x0, x1, px, self._metrics)
         if ticks != self._ticks:
             self._ticks = ticks

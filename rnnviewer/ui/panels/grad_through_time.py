@@ -10,9 +10,10 @@ snapshot carries dL/dh_t already (ProbeTrace.dh), so this panel only does cheap 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox
 
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import LevelGate, TextLine, Trace, ViewRange, set_title
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, SteadyRange, StepRing,
                                             color_bar, colormap, fmt)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
@@ -60,8 +61,7 @@ class GradThroughTimePanel(Panel):
         self.unit_check.setChecked(True)
         self.unit_check.toggled.connect(self._on_unit_check_toggled)
         bar.addWidget(self.unit_check)
-        self.info = QLabel("")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info = TextLine("")
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
@@ -81,10 +81,13 @@ class GradThroughTimePanel(Panel):
         self.side.getAxis("left").setStyle(showValues=False)
         self.side.getAxis("left").setWidth(6)
         self.side.setYLink(self.plot)
-        self.first_curve = self.side.plot(pen=pg.mkPen("#a0a0a0", width=1.2))
-        self.curve = self.side.plot(pen=PENS["train"])
-        self.unit_curve = self.side.plot(pen=pg.mkPen(COLORS["accent"], width=1.2,
-                                                      style=Qt.PenStyle.DashLine))
+        self.first_curve = Trace(pg.mkPen("#a0a0a0", width=1.2))
+        self.curve = Trace(PENS["train"])
+        self.unit_curve = Trace(pg.mkPen(COLORS["accent"], width=1.2,
+                                         style=Qt.PenStyle.DashLine))
+        for c in (self.first_curve, self.curve, self.unit_curve):
+            self.side.addItem(c)
+        self.side_range = ViewRange(self.side.getViewBox(), "x", pad=(0.05, 0.05))
         self._side_title(None)
         layout = self.view.ci.layout
         layout.setColumnStretchFactor(0, 4)
@@ -94,9 +97,11 @@ class GradThroughTimePanel(Panel):
         self.plot.addItem(self.message)
         self.ring = StepRing(self.keep_box.value())
         self.levels = SteadyRange(decay=0.98)
+        self.shown_levels = LevelGate()    # what image and bar show: changes in steps
         self.shown = None              # (T, C) image drawn
         self.grid_steps = None         # (C,) step of each column
         self._recorded = None
+        self._yspan = None             # T of the y range set
 
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
@@ -111,17 +116,22 @@ class GradThroughTimePanel(Panel):
             self.message = None
         img, x0, width = self.ring.grid(columns=500)                     # (T, C)
         T = img.shape[0]
-        finite = rows[rows > FLOOR]
+        sample = rows[::max(1, len(rows) // 50)]          # <= ~100 rows: cheap percentiles
+        finite = sample[sample > FLOOR]
         if finite.size:
             lo, hi = np.percentile(finite, (1.0, 99.5))
             lo, hi = self.levels.update(float(lo), float(hi))
         else:
             lo, hi = self.levels.value or (FLOOR, FLOOR + 1)
+        lo, hi = self.shown_levels.update(lo, hi)
         self.image.setImage(img, levels=(lo, hi), autoLevels=False)
         self.image.setRect(QRectF(x0, 0.0, width, T))
-        self.bar.setLevels((lo, hi))
-        self.plot.setLimits(yMin=0, yMax=T)
-        self.plot.setYRange(0, T, padding=0)
+        if tuple(self.bar.levels()) != (lo, hi):
+            self.bar.setLevels((lo, hi))
+        if self._yspan != T:
+            self._yspan = T
+            self.plot.setLimits(yMin=0, yMax=T)
+            self.plot.setYRange(0, T, padding=0)
         self.plot.setXRange(x0, x0 + width, padding=0)
         C = img.shape[1]
         self.grid_steps = x0 + (np.arange(C) + 0.5) * width / C
@@ -131,6 +141,10 @@ class GradThroughTimePanel(Panel):
         self.curve.setData(_nan_floor(last), t)
         self.first_curve.setData(_nan_floor(rows[0]), t)
         self._draw_unit(snap, t)
+        parts = [_nan_floor(last), _nan_floor(rows[0])]
+        if self.unit_curve.isVisible():
+            parts.append(self.unit_curve.getData()[0])
+        self.side_range.fit_data(*parts)
         ok = last > FLOOR
         text = f"step {int(steps[-1])}"
         if ok[0] and ok[-1]:
@@ -153,7 +167,7 @@ class GradThroughTimePanel(Panel):
                  "<span style='color:#909090'>first</span>"]
         if unit is not None:
             parts.append(f"<span style='color:{COLORS['accent']}'>unit {unit}</span>")
-        self.side.setTitle(" \u00b7 ".join(parts), size="8pt")
+        set_title(self.side, " \u00b7 ".join(parts), size="8pt")
 
     def _on_image_hover(self, row, col):
         if row is None or self.shown is None:
@@ -184,6 +198,9 @@ class GradThroughTimePanel(Panel):
         self.levels.reset()
         self._recorded = None
         self.shown = None
+        self.shown_levels.reset()
+        self.side_range.reset()
+        self._yspan = None
 
     # ------------------------------------------------------------ export
     def export_item(self):

@@ -11,10 +11,11 @@ edges stay put while the distribution moves, and old steps remain exact.
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
 from rnnviewer.engine.analysis import nice_limit
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import Rule, TextLine, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, StepRing, Throttle,
                                             color_bar, colormap, fmt, step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
@@ -152,8 +153,9 @@ class StripView:
         self.image = ReportingImage(on_hover=self._hover)
         self.image.setColorMap(cmap)
         self.plot.addItem(self.image)
-        self.zero = self.plot.addLine(y=0.0, pen=pg.mkPen("#ffffff", width=1,
-                                                          style=Qt.PenStyle.DotLine))
+        self.zero = Rule(0.0, angle=0, pen=pg.mkPen("#ffffff", width=1,
+                                                    style=Qt.PenStyle.DotLine))
+        self.plot.addItem(self.zero)
         self.side = view.addPlot(row=row, col=2)
         style_plot(self.side, bottom="share (%)" if row else None)
         self.side.getAxis("left").setStyle(showValues=False)
@@ -168,6 +170,8 @@ class StripView:
             self.plot.setXLink(link.plot)
         self.scale = "linear"
         self.panel = None
+        self.yrange = None     # (lo, hi) of the y range set
+        self.label = None      # the left axis label set
         self.edges = None
         self.steps = None
         self.shown = None      # (BINS, C) share of the column peak
@@ -204,8 +208,7 @@ class HistogramsPanel(Panel):
                                   "magnitude (gradients span many orders of magnitude)")
         self.scale_box.currentIndexChanged.connect(self._on_matrix_box_changed)
         bar.addWidget(self.scale_box)
-        self.info = QLabel("")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info = TextLine("")
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
@@ -224,6 +227,7 @@ class HistogramsPanel(Panel):
         layout = self.view.ci.layout
         layout.setColumnStretchFactor(0, 5)
         layout.setColumnStretchFactor(2, 1)
+        cache_axes(self.view)
         self.store = HistoryStore()
         self.ranges = {}               # (entry, which, scale) -> (lo, hi)
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
@@ -285,7 +289,7 @@ class HistogramsPanel(Panel):
             if self._recorded is not None and not self.throttle.due():
                 self.drawn = None          # not yet: retried on a later timer tick
                 if not self._dirty:
-                    return                 # nothing new to draw
+                    return False           # nothing new to draw
             else:
                 self.throttle.run(self.store.add, snap)
                 self._recorded = snap
@@ -313,11 +317,15 @@ class HistogramsPanel(Panel):
             img, x0, width = step_grid(steps, share, columns=400)         # (BINS, C)
             sv.image.setImage(img, levels=(0.0, 1.0), autoLevels=False)
             sv.image.setRect(QRectF(x0, lo, width, hi - lo))
-            sv.plot.setLimits(yMin=lo, yMax=hi)
-            sv.plot.setYRange(lo, hi, padding=0)
+            if sv.yrange != (lo, hi):          # new ranges and labels re-lay out: on change
+                sv.yrange = (lo, hi)
+                sv.plot.setLimits(yMin=lo, yMax=hi)
+                sv.plot.setYRange(lo, hi, padding=0)
             sv.plot.setXRange(x0, x0 + width, padding=0)
-            sv.plot.setLabel("left", sv.title if scale == "linear" else
-                             f"log\u2081\u2080|{sv.title[0]}|", **LABEL_STYLE)
+            label = sv.title if scale == "linear" else f"log\u2081\u2080|{sv.title[0]}|"
+            if sv.label != label:
+                sv.label = label
+                sv.plot.setLabel("left", label, **LABEL_STYLE)
             sv.zero.setVisible(scale == "linear")
             centres = 0.5 * (edges[1:] + edges[:-1])
             total = max(counts[-1].sum(), 1.0)

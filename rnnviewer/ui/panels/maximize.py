@@ -442,16 +442,19 @@ class MaximizePanel(JobPanel):
     def redraw(self, snap):
         self._sync_controls(snap)
         if self.job_running():
-            return
+            return False
         if self._ran_run_id != snap.run_id or self._pending_unit:
             if self.is_shown():
                 self.run()
             elif self.result is None:
                 self._show_message("press Run to maximize the selected unit")
-            return
+            return False
         if self.auto_box.isChecked() and self.result is not None and self.is_shown() and \
                 snap.step - self.result["step"] >= self.auto_spin.value():
             self.run()
+        # the picture is the job's result, drawn when it arrives (job_succeeded): a new
+        # snapshot alone changes nothing on screen, so it is not a frame
+        return False
 
     def _show_message(self, text):
         self.message.setText(text)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpin
 
 from rnnviewer.training.analyses_gradients import METHOD_NAMES, METHODS
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import set_ticks
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
                                             colormap, fmt, input_names, output_names)
 from rnnviewer.ui.style import LABEL_STYLE, style_plot
@@ -148,6 +149,8 @@ class SaliencyPanel(Panel):
         self.message = pg.TextItem("", color="#a03030", anchor=(0.5, 0.5))
         self.strip_plot.addItem(self.message)
         self.level = SteadyLevel(decay=0.9)
+        self._drawn_key = None         # (run, result) drawn: redraw only when it changes
+        self._cbar_label = None
         self._level_key = None
         self._k_key = None
         self._mode = None              # "text" or "series"
@@ -206,6 +209,7 @@ class SaliencyPanel(Panel):
     def _on_choice_changed(self, *_):
         self.steps_label.setVisible(self.method_box.currentData() == "integrated_gradients")
         self.steps_spin.setVisible(self.method_box.currentData() == "integrated_gradients")
+        self._drawn_key = None
         self.drawn = None
         self.redraw_now()
 
@@ -222,8 +226,14 @@ class SaliencyPanel(Panel):
 
     def redraw(self, snap):
         self._sync_choices(snap)
-        self._draw_inputs(snap)
         res = snap.extra.get("saliency") if snap.extra else None
+        # The picture is the worker's analysis result (recomputed at most every 0.3 s)
+        # over the fixed probe inputs: a snapshot that brings neither is not a new frame.
+        key = (snap.run_id, id(res), res.get("step") if res is not None else None)
+        if key == self._drawn_key:
+            return False
+        self._drawn_key = key
+        self._draw_inputs(snap)
         if res is None:
             self._clear_result()
             self._set_message("waiting for the saliency analysis (computed in the training "
@@ -306,11 +316,13 @@ class SaliencyPanel(Panel):
         self.rows, self.row_names = img, row_names
         self.strip.setImage(img, levels=(-lv, lv), autoLevels=False)
         self.cbar.setLevels((-lv, lv))
-        self.cbar.getAxis("bottom").setLabel(f"attribution ({METHOD_NAMES[method]})",
-                                             **LABEL_STYLE)
+        label = f"attribution ({METHOD_NAMES[method]})"
+        if label != self._cbar_label:                 # a new label re-lays out the plot
+            self._cbar_label = label
+            self.cbar.getAxis("bottom").setLabel(label, **LABEL_STYLE)
         R = len(row_names)
-        self.strip_plot.getAxis("left").setTicks([[(i + 0.5, n) for i, n in
-                                                   enumerate(row_names)]])
+        set_ticks(self.strip_plot.getAxis("left"), [[(i + 0.5, n) for i, n in
+                                                     enumerate(row_names)]])
         self.strip_plot.setLimits(xMin=0, xMax=T, yMin=0, yMax=R)
         self.strip_plot.setRange(xRange=(0, T), yRange=(0, R), padding=0)
         t = int(res["t"])

@@ -4,17 +4,19 @@ and largest singular value tracked over training.
 
 The eigen-decomposition runs in the GUI thread only when the snapshot changed and at most
 every `Throttle` interval (a multiple of its measured cost), so it never takes more than a
-small share of the frame budget at H=128 on a loaded machine.
+small share of the frame budget at H=128 on a loaded machine. Between two computations the
+picture cannot change: redraw() then draws nothing and says so (returns False).
 """
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 
 from rnnviewer.engine.analysis import DEFAULT_GATE
 from rnnviewer.engine.analysis import spectrum as engine_spectrum
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import TextLine, ViewRange, set_text
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
                                             single_thread_blas)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
@@ -67,10 +69,8 @@ class SpectrumPanel(Panel):
         self.gate_box.currentIndexChanged.connect(self._on_gate_box_changed)
         bar.addWidget(self.gate_label)
         bar.addWidget(self.gate_box)
-        self.info = QLabel("")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.info.setToolTip("Spectral radius (largest |eigenvalue|) and largest singular "
-                             "value of the block shown")
+        self.info = TextLine("", "Spectral radius (largest |eigenvalue|) and largest singular "
+                                 "value of the block shown")
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
@@ -99,6 +99,9 @@ class SpectrumPanel(Panel):
         for c in (self.rho_curve, self.sigma_curve):
             c.setDownsampling(auto=True, method="peak")
             c.setClipToView(True)
+        # ranges that move in steps, not with every computation (cached axes, _perf.py)
+        self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.15), shrink=0.0)
+        self.curve_y = ViewRange(self.curves.getViewBox(), "y", pad=(0.08, 0.08))
         self.view.ci.layout.setColumnStretchFactor(0, 1)
         self.view.ci.layout.setColumnStretchFactor(1, 1)
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
@@ -156,7 +159,7 @@ class SpectrumPanel(Panel):
         if self._computed is not snap:
             if not self.throttle.due():
                 self.drawn = None          # not yet: retried on a later timer tick
-                return
+                return False               # nothing new to draw
             self.throttle.run(self._compute, snap)
             self._computed = snap
         self._draw()
@@ -181,8 +184,11 @@ class SpectrumPanel(Panel):
         R = self.radius.update(R)
         if old is None or abs(R - old) > 0.02 * old:
             self.plane.setRange(xRange=(-R, R), yRange=(-R, R), padding=0)
-        self.rho_curve.setData(np.asarray(tr.steps, float), np.asarray(tr.rho))
-        self.sigma_curve.setData(np.asarray(tr.steps, float), np.asarray(tr.sigma))
+        steps = np.asarray(tr.steps, float)
+        self.rho_curve.setData(steps, np.asarray(tr.rho))
+        self.sigma_curve.setData(steps, np.asarray(tr.sigma))
+        self.curve_x.fit(float(steps[0]), float(steps[-1]))
+        self.curve_y.fit_data(tr.rho, tr.sigma, [1.0])
         self.info.setText(f"step {step}   \u03c1 = {fmt(tr.rho[-1])}   "
                           f"\u03c3_max = {fmt(tr.sigma[-1])}   "
                           f"({len(eig)} eigenvalues, {self.throttle.last_cost * 1e3:.0f} ms)")
@@ -191,7 +197,7 @@ class SpectrumPanel(Panel):
         legend = self.plane.legend
         for sample, label in legend.items:
             if sample.item is item:
-                label.setText(name)
+                set_text(label, name)          # a new text re-lays out the legend
 
     @staticmethod
     def _point_tip(x, y, data):
@@ -207,9 +213,12 @@ class SpectrumPanel(Panel):
                 self.throttle.run(self._compute, snap)
                 self._computed = snap
             self.radius.reset()
+            self.curve_y.reset()
             self._draw()
 
     def on_reset(self):
+        self.curve_x.reset()
+        self.curve_y.reset()
         self.tracks.clear()
         self.radius.reset()
         self.throttle.reset()

@@ -25,14 +25,16 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton
 
 from rnnviewer.engine.analysis import PCAProjector
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._perf import Dots, Marker, TimeDots, Trace, WideTrace
 from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, refresh, sequence_spin,
-                                         set_spin_max, time_brushes)
+                                         set_spin_max)
 from rnnviewer.ui.style import COLORS, style_plot
 
 COMPONENTS = ((0, 1), (1, 2), (0, 2))
 POOL = 1536            # states kept for the PCA fit
 PER_FRAME = 256        # states added to the pool per drawn snapshot
 REFIT_S = 0.25         # refit the basis at most this often (seconds)
+HOVER_PX = 8           # the mouse this close (pixels) to a point shows its time step
 
 
 class GramPCA(PCAProjector):
@@ -107,26 +109,23 @@ class StateSpacePanel(Panel):
         style_plot(self.plot, left="PC2", bottom="PC1")
         self.plot.hideButtons()
         self.plot.getViewBox().disableAutoRange()
-        self.others = pg.PlotCurveItem(pen=pg.mkPen(QColor(150, 150, 150, 70), width=1),
-                                       connect="finite")
+        # Plain Qt path items (_perf.py): Qt draws them without calling Python.
+        self.others = Trace(pg.mkPen(QColor(150, 150, 150, 70), width=1))
         self.plot.addItem(self.others)
-        self.line = pg.PlotCurveItem(pen=pg.mkPen(QColor(90, 90, 90, 200), width=1))
+        self.line = Trace(pg.mkPen(QColor(90, 90, 90, 200), width=1))
         self.plot.addItem(self.line)
-        self.points = pg.ScatterPlotItem(size=7, pen=pg.mkPen(QColor(40, 40, 40, 120), width=0.5),
-                                         hoverable=True)
-        self.plot.addItem(self.points)
-        self.start = pg.ScatterPlotItem(symbol="o", size=15, brush=None,
-                                        pen=pg.mkPen("#202020", width=2))
-        self.end = pg.ScatterPlotItem(symbol="s", size=14, brush=None,
-                                      pen=pg.mkPen("#202020", width=2))
+        self.points = TimeDots(VIRIDIS, size=7)      # coloured by time step
+        self.points.add_to(self.plot)
+        self.start = Marker("o", 15, z=5)
+        self.end = Marker("s", 14, z=5)
         self.start_text = pg.TextItem("start", color="#202020", anchor=(-0.15, 1.1))
         self.end_text = pg.TextItem("end", color="#202020", anchor=(-0.15, 1.1))
         for item in (self.start, self.end, self.start_text, self.end_text):
             item.setZValue(5)
             self.plot.addItem(item)
         accent = QColor(COLORS["accent"])
-        self.unit_line = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2), antialias=False)
-        self.unit_tip = pg.ScatterPlotItem(symbol="o", size=8, pen=None, brush=accent)
+        self.unit_line = WideTrace(pg.mkPen(accent, width=2.2))
+        self.unit_tip = Dots(accent, size=8)
         self.unit_text = pg.TextItem("", color=accent.darker(120), anchor=(0, 1))
         for item in (self.unit_line, self.unit_tip, self.unit_text):
             item.setZValue(6)
@@ -138,7 +137,6 @@ class StateSpacePanel(Panel):
         self._space = None           # "h" or "hc": what the pool holds
         self._pooled = None          # the last snapshot whose states went into the pool
         self._fit_time = -np.inf
-        self._brushes = []
         self._T = None
         self._coords = None          # (P, T, 2) projected probe states
         self._labels = []
@@ -148,7 +146,7 @@ class StateSpacePanel(Panel):
         self._overlays = {}          # name -> dict(points, segments, scatter, lines)
         self.plot.getViewBox().sigRangeChangedManually.connect(
             self._on_view_range_changed_manually)
-        self.points.sigHovered.connect(self._on_points_hovered)
+        self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
 
     def export_item(self):
         return self.view.scene()
@@ -326,7 +324,6 @@ class StateSpacePanel(Panel):
         xy = self._coords[seq]                                # (T, 2)
         if T != self._T:
             self._T = T
-            self._brushes = time_brushes(T)
             self.cbar.setLevels((0, max(T - 1, 1)))
         if self.all_box.isChecked() and P > 1:
             rest = np.delete(self._coords, seq, axis=0)      # (P-1, T, 2)
@@ -337,8 +334,7 @@ class StateSpacePanel(Panel):
             self.others.setData([], [])
         self.line.setData(xy[:, 0], xy[:, 1])
         self._labels = probe_labels(snap, seq)
-        self.points.setData(x=xy[:, 0], y=xy[:, 1], brush=self._brushes,
-                            data=np.arange(T))
+        self.points.setData(xy[:, 0], xy[:, 1])
         self.start.setData([xy[0, 0]], [xy[0, 1]])
         self.end.setData([xy[-1, 0]], [xy[-1, 1]])
         self.start_text.setPos(xy[0, 0], xy[0, 1])
@@ -373,7 +369,8 @@ class StateSpacePanel(Panel):
         dy = comps[b, u] if b < len(comps) else 0.0
         self.unit_line.setData([0.0, dx], [0.0, dy])
         self.unit_tip.setData([dx], [dy])
-        self.unit_text.setText(f"unit {u} +1")
+        if self.unit_text.toPlainText() != f"unit {u} +1":
+            self.unit_text.setText(f"unit {u} +1")
         self.unit_text.setPos(dx, dy)
 
     def _fit_view(self, force=False):
@@ -398,12 +395,24 @@ class StateSpacePanel(Panel):
             self.plot.setRange(xRange=(x0 - m * w, x1 + m * w),
                                yRange=(y0 - m * h, y1 + m * h), padding=0)
 
-    @Slot(object, object, object)
-    def _on_points_hovered(self, item, points, ev):
-        if len(points) == 0:
+    def point_at(self, scene_pos):
+        """The time step of the drawn point within HOVER_PX pixels of `scene_pos`, or None."""
+        x, y = self.points.getData()
+        vb = self.plot.getViewBox()
+        if not len(x) or not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        px, py = vb.viewPixelSize()
+        d = np.hypot((x - p.x()) / max(px, 1e-300), (y - p.y()) / max(py, 1e-300))
+        t = int(np.nanargmin(d)) if np.isfinite(d).any() else None
+        return t if t is not None and d[t] <= HOVER_PX else None
+
+    @Slot(object)
+    def _on_scene_mouse_moved(self, pos):
+        t = self.point_at(pos)
+        if t is None:
             self.info.setText("")
             return
-        t = int(points[0].data())
         lab = self._labels[t] if t < len(self._labels) else ""
         self.info.setText(f"seq {self._seq}   t={t} '{lab}'")
 

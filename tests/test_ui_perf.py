@@ -1,0 +1,226 @@
+"""The pieces that keep panel frames cheap (ui/panels/_perf.py, _chargrid.py) and the
+redraw scheduler's pacing (ui/panels/_schedule.py), offscreen."""
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QGraphicsItem
+
+import rnnviewer.ui.style  # noqa: F401  (pyqtgraph options: row-major images)
+from rnnviewer.training.session import SessionConfig, TrainingSession
+from rnnviewer.ui.panels import Panel, UnitSelection
+from rnnviewer.ui.panels import _schedule
+from rnnviewer.ui.panels._chargrid import CharGrid
+from rnnviewer.ui.panels._perf import (Band, BandLevel, Dots, FastImageItem, LevelGate, Rule,
+                                       TextLine, TimeDots, Trace, ViewRange, _decimate,
+                                       cache_axes, set_ticks)
+from rnnviewer.ui.panels._wg_common import colormap
+
+
+def plot_widget(qtbot):
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    w.resize(400, 300)
+    w.show()
+    return w
+
+
+def test_cache_axes_caches_every_axis(qtbot):
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    w.addPlot(row=0, col=0)
+    w.addPlot(row=0, col=1)
+    assert cache_axes(w) == 8                              # 4 axes per plot, shown or not
+    axes = [i for i in w.scene().items() if isinstance(i, pg.AxisItem)]
+    assert axes and all(a.cacheMode() == QGraphicsItem.CacheMode.DeviceCoordinateCache
+                        for a in axes)
+
+
+def test_view_range_moves_in_steps(qtbot):
+    w = plot_widget(qtbot)
+    vb = w.getPlotItem().getViewBox()
+    r = ViewRange(vb, "x", pad=(0.0, 0.5), shrink=0.5)
+    assert r.fit(0, 10) and r.range == (0, 15)             # headroom on the right
+    assert not r.fit(0, 14)                                # inside: the range stays
+    assert r.fit(0, 16) and r.range == (0, 24)             # out: grows at once, with room
+    assert r.fit(0, 5) and r.range == (0, 7.5)             # fills < half: shrinks
+    assert vb.viewRange()[0] == pytest.approx([0, 7.5])
+    assert not vb.state["autoRange"][0]
+    log = ViewRange(vb, "y", pad=(0, 0), log=True)
+    assert log.fit_data([0.1, 10.0, -1.0, np.nan]) and log.range == pytest.approx((-1, 1))
+
+
+def test_band_level_steps_and_level_gate():
+    lv = BandLevel()
+    assert lv.update(1.0) == pytest.approx(1.05)           # grows at once, with headroom
+    assert lv.update(0.9) == pytest.approx(1.05)           # inside the band: unchanged
+    assert lv.update(0.01) == pytest.approx(1.05 * 0.92)   # far under: one small step down
+    assert lv.update(2.0) == pytest.approx(2.1)
+    gate = LevelGate(tol=0.1)
+    assert gate.update(0.0, 1.0) == (0.0, 1.0)
+    assert gate.update(0.02, 0.99) == (0.0, 1.0)           # small inward moves wait
+    assert gate.update(0.2, 1.0) == (0.2, 1.0)             # a larger one goes through
+    assert gate.update(0.19, 1.0) == (0.19, 1.0)           # widening always goes through
+
+
+def test_trace_band_dots_rule_hold_their_data(qtbot):
+    w = plot_widget(qtbot)
+    t = Trace(pg.mkPen("b"))
+    w.addItem(t)
+    x = np.arange(5.0)
+    t.setData(x, x ** 2)
+    np.testing.assert_array_equal(t.getData()[1], x ** 2)
+    assert t.path().elementCount() == 5
+    t.setData([], [])
+    assert len(t.getData()[0]) == 0 and t.path().isEmpty()
+    t.setData(x, [0, 1, np.nan, 3, 4])                     # NaN breaks the line
+    path = t.path()
+    moves = [i for i in range(path.elementCount()) if path.elementAt(i).isMoveTo()]
+    assert len(moves) == 2 and path.elementAt(moves[1]).x == 3
+    assert t.dataBounds(1) == (0.0, 4.0)
+    band = Band("r")
+    w.addItem(band)
+    band.setData(x, x - 1, x + 1)
+    np.testing.assert_array_equal(band.lo.getData()[1], x - 1)
+    assert band.path().boundingRect().height() == pytest.approx(6.0)
+    d = Dots("g", size=5)
+    w.addItem(d)
+    d.setData(x, x)
+    assert d.path().elementCount() == 10                   # a tiny segment per point
+    rule = Rule(0.5, angle=0)
+    w.addItem(rule)
+    assert rule.dataBounds(0) == (None, None)
+    td = TimeDots(colormap("viridis"), bands=4)
+    td.add_to(w.getPlotItem())
+    td.setData(np.arange(8.0), np.zeros(8))
+    assert [it.path().elementCount() for it in td.items] == [4, 4, 4, 4]
+    assert len(td.getData()[0]) == 8
+
+
+def test_decimation_keeps_the_peaks():
+    x = np.arange(10_000.0)
+    y = np.sin(x / 300.0)
+    y[1234], y[8765] = 5.0, -7.0
+    xd, yd = _decimate(x, y, 400)
+    assert len(xd) <= 420 and yd.max() == 5.0 and yd.min() == -7.0
+    assert np.all(np.diff(xd) > 0)                         # still in order
+
+
+def test_fast_image_item_renders_like_pyqtgraph(qtbot):
+    rng = np.random.default_rng(0)
+    img = rng.standard_normal((20, 30)).astype(np.float32)
+    img[3, 4] = np.nan
+    out = []
+    for cls in (pg.ImageItem, FastImageItem):
+        it = cls(axisOrder="row-major")
+        it.setColorMap(colormap("RdBu_r"))
+        it.setImage(img, levels=(-2, 2), autoLevels=False)
+        it.render()
+        q = it.qimage.convertToFormat(it.qimage.Format.Format_ARGB32)
+        a = np.array(q.constBits()).reshape(20, q.bytesPerLine() // 4, 4)[:, :30]
+        out.append(a.astype(int))
+    ok = np.ones((20, 30), bool)
+    ok[3, 4] = False                                       # NaN: transparent in both
+    assert np.abs(out[0][ok] - out[1][ok]).max() == 0
+    assert out[1][3, 4, 3] == 0
+
+
+def test_text_line_and_set_ticks(qtbot):
+    line = TextLine("a")
+    qtbot.addWidget(line)
+    line.resize(200, 20)
+    hint = line.minimumSizeHint()
+    line.setText("a much longer text than before, many times over " * 5)
+    assert line.minimumSizeHint() == hint                  # no new geometry to lay out
+    assert line.text().startswith("a much longer")
+    axis = pg.AxisItem("bottom")
+    set_ticks(axis, [[(0, "a")]])
+    axis.picture = "kept"                                  # the cached picture ...
+    set_ticks(axis, [[(0, "a")]])
+    assert axis.picture == "kept"                          # ... survives the same ticks
+
+
+def test_char_grid_colours_cells_and_finds_them(qtbot):
+    grid = CharGrid(["#ff0000", "#0000ff"], ["#ffffff", "#000000"])
+    qtbot.addWidget(grid)
+    grid.resize(300, 200)
+    grid.show()
+    grid.set_labels([list("ab\u21b5cd"), list("xyz")])
+    grid.set_colors([np.array([0, 1, 0, 1, 0]), np.array([1, 1, 0])])
+    img = grid.grab().toImage()
+    r = grid.cell_rect(0, 1)
+    assert img.pixelColor(r.left() + 1, r.top() + 1).name() == "#0000ff"
+    assert grid.cell_at(r.center()) == (0, 1)
+    assert grid.cell_rect(0, 3).top() > r.top()            # a new line after the newline
+    assert grid.cell_at(QPoint(1, 199)) is None
+    assert grid.toPlainText().splitlines()[1] == "xyz"
+    with qtbot.waitSignal(grid.clicked) as sig:
+        qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_rect(1, 2).center())
+    assert sig.args == [1, 2]
+
+
+def test_scheduler_paces_to_its_budget_and_sets_the_snapshot_demand():
+    s = _schedule.RedrawScheduler()
+    s.fixed_budget = 0.25
+    t, cpu, proc = 0.0, 0.0, 0.0
+    s._mark = (t, cpu, proc)
+    for _ in range(20):                                    # GUI busy 60%, training 1.5 cores
+        t += 0.5
+        cpu += 0.3
+        proc += 0.3 + 0.75
+        s._measure(t, cpu, proc)
+    assert s.pace > 1.5 and s.others == pytest.approx(1.5, rel=0.01)
+    for _ in range(40):                                    # idle GUI: back to full rate
+        t += 0.5
+        proc += 0.75
+        s._measure(t, cpu, proc)
+    assert s.pace == 1.0
+    s.fixed_budget = None
+    s._measure(t + 0.5, cpu, proc + 0.75)
+    assert s.budget == s.BUSY_BUDGET                       # training flat out
+    for _ in range(6):
+        t += 0.5
+        proc += 0.05
+        s._measure(t, cpu, proc)
+    assert s.budget == s.IDLE_BUDGET                       # paused / capped: the GUI may draw
+    assert _schedule.MIN_SNAPSHOT_HZ <= _schedule.snapshot_demand() <= \
+        _schedule.MAX_SNAPSHOT_HZ
+    s.deleteLater()
+
+
+class _Counting(Panel):
+    object_name = "counting_test_panel"
+
+    def build(self):
+        self.calls = 0
+
+    def redraw(self, snap):
+        self.calls += 1
+        return False if self.calls % 2 else None
+
+
+def test_a_redraw_that_draws_nothing_is_not_a_frame(qtbot):
+    s = TrainingSession(SessionConfig(task="sine", hidden=4, seq_len=5, batch=2,
+                                      probe_size=1))
+    panel = _Counting(UnitSelection())
+    qtbot.addWidget(panel)
+    snap = s.snapshot()
+    for i in range(4):
+        panel.update_snapshot(snap)
+        panel.drawn = None
+        panel.redraw_now()
+    assert panel.calls == 4 and panel.frames == 2 and panel.skipped == 2
+
+
+def test_session_snapshot_rate_follows_the_owner_up_to_its_cap():
+    s = TrainingSession(SessionConfig(task="sine", hidden=4, seq_len=5, batch=2),
+                        snapshot_hz=30)
+    s.set_snapshot_rate(10)
+    assert s.snapshot_interval == pytest.approx(0.1)
+    s.set_snapshot_rate(500)                               # never above snapshot_hz
+    assert s.snapshot_interval == pytest.approx(1 / 30)
+    every = TrainingSession(SessionConfig(task="sine", hidden=4, seq_len=5, batch=2),
+                            snapshot_hz=0)
+    every.set_snapshot_rate(10)                            # 0 = every step: left alone
+    assert every.snapshot_interval == 0.0
