@@ -4,6 +4,7 @@ each one loads, trains a few steps headless and renders in the window with its p
 import dataclasses
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,54 @@ def test_headless_unknown_example_is_a_usage_error():
     err = io.StringIO()
     assert headless.main(["--example", "nope"], stderr=err) == headless.EXIT_USAGE
     assert "nope" in err.getvalue()
+
+
+# ------------------------------------------------------------------ the documentation
+ROOT = Path(__file__).resolve().parent.parent
+GUIDE = ROOT / "docs" / "user-guide"
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+def test_user_guide_gives_every_example_as_in_the_app():
+    page = flat((GUIDE / "examples.md").read_text(encoding="utf-8"))
+    for e in EXAMPLES:
+        assert f"## {e.title}" in page and f"`{e.name}`" in page, e.name
+        assert flat(e.text) in page, f"{e.name}: its text in examples.md differs from the app's"
+        for p in e.panels:
+            assert f"({p}.md)" in page, (e.name, p)
+
+
+def test_user_guide_has_a_page_for_every_panel():
+    from rnnviewer.ui.panels import registered_panels
+    index = (GUIDE / "index.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    panels = registered_panels()
+    assert len(panels) >= 13
+    for cls in panels:
+        page = GUIDE / f"{cls.object_name}.md"
+        assert page.is_file(), f"no user-guide page for the panel {cls.title!r}"
+        text = page.read_text(encoding="utf-8")
+        assert text.splitlines()[0] == f"# {cls.title}", page.name
+        for part in ("**What it shows.**", "**How to read it.**", "**Method.**", "Reference"):
+            assert part in text, f"{page.name} has no {part}"
+        assert f"| {cls.title} | [{page.name}]({page.name}) |" in index, page.name
+        assert f"(docs/user-guide/{page.name})" in readme, page.name
+
+
+def test_readme_pictures_exist_and_come_from_screenshot_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+\.png)\)", readme)
+    assert len(shown) >= 3
+    for path in shown:
+        assert (ROOT / path).is_file(), path
+        m = re.search(rf"rnnviewer --screenshot {re.escape(path)} --example (\S+)", readme)
+        assert m and m.group(1) in BY_NAME, f"no --screenshot command for {path}"
+    docs = readme + "".join(p.read_text(encoding="utf-8") for p in ROOT.glob("docs/**/*.md"))
+    unused = [p.name for p in (ROOT / "docs" / "images").glob("*.png") if p.name not in docs]
+    assert not unused, f"pictures in docs/images that no page shows: {unused}"
 
 
 # ------------------------------------------------------------------ the window
