@@ -98,6 +98,9 @@ def test_finds_every_constructed_fixed_point(cell, H, a):
     assert kinds["stable"] == 2 ** H                 # no unit at zero
     for p in pts:
         z = n_zero[tuple(np.round(p.h, 6))]
+        if cell != "lstm":       # one expanding direction per unit sitting at zero
+            assert np.sum(np.abs(p.eigenvalues) > 1) == z
+            assert len(p.unstable_directions) == z
         if z == 0:
             assert p.kind == "stable"
         elif cell != "lstm":

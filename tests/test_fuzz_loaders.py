@@ -295,6 +295,8 @@ def test_text_and_csv_in_other_encodings_and_binary_formats(tmp_path, good, kind
         "cp1252": (("\u201cquoted\u201d,1\n" * 50).encode("cp1252"), "not UTF-8"),
         "gzip": (__import__("gzip").compress(good[kind]), "binary|not UTF-8"),
         "png": (b"\x89PNG\r\n\x1a\n" + bytes(200), "binary"),
+        "no_nul_binary": (np.random.default_rng(4).integers(1, 256, 3000, np.uint8).tobytes(),
+                          "binary"),
         "npz": (good["checkpoint"], "binary|not UTF-8"),
         "bom_only": (b"\xef\xbb\xbf", "holds no (text|CSV)"),
         "unicode_spaces": ("\u3000\u2003\n".encode() * 9, "holds no (text|CSV)"),

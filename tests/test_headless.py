@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from rnnviewer.engine import load
 from rnnviewer.engine.tasks import make_task
-from rnnviewer.training.headless import main
+from rnnviewer.training.headless import Progress, main
 from rnnviewer.training.session import TrainingSession
 from rnnviewer.training.sessionfile import load_session
 
@@ -96,10 +97,23 @@ def test_csv_run_and_copy_delay(csv_file, tmp_path):
     assert load_session(tmp_path / "k.npz").task_config["seq_len"] == 2 * 3 + 6 + 1
 
 
-def test_quiet_and_help(tmp_path, capsys):
+def test_example_with_own_text_file(text_file, tmp_path):
+    """An example that uses the bundled corpus trains on the user's --text instead."""
+    out = tmp_path / "ex.npz"
+    code, err = run(["--example", "interpretable-units", "--text", text_file, "--steps", "2",
+                     "--save", out] + FAST)
+    assert code == 0, err
+    cfg = load_session(out).task_config
+    assert cfg["path"] == str(text_file.resolve()) and cfg["corpus"] is None
+
+
+def test_quiet_and_help(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, err = run(["--task", "adding", "--steps", "3", "--quiet"] + FAST)
     assert code == 0 and err == ""
     assert files_in(tmp_path) == []  # nothing saved without --save
+    code, err = run(["--task", "adding", "--steps", "3"] + FAST)
+    assert code == 0 and "nothing saved (give --save FILE" in err
     assert run(["--help"])[0] == 0
     assert "--task" in capsys.readouterr().out
 
@@ -132,6 +146,24 @@ def test_progress_bar_on_a_terminal():
     text = tty.getvalue()
     assert code == 0 and "\r" in text and "[########################] 100%" in text
     assert "loss" in text and "val" in text and "steps/s" in text
+    # a shorter line (the ETA gone) rubs out the longer one before it
+    tty = Tty()
+    bar = Progress(10, tty)
+    bar.last -= 1.0   # the last redraw was long enough ago
+    bar.update(5, 0.5, 0.25)
+    bar.update(10, 0.5, 0.25, final=True)
+    first, last = tty.getvalue().split("\r")[1:]
+    assert "ETA" in first and "ETA" not in last and len(last.rstrip("\n")) >= len(first)
+
+
+def test_text_progress_in_bits_per_character(text_file):
+    code, err = run(["--text", text_file, "--steps", "10", *FAST])
+    assert code == 0, err
+    line = [ln for ln in err.splitlines() if ln.startswith("step 10/10")][0]
+    m = re.search(r"loss ([\d.]+) \(([\d.]+) bpc\)  val ([\d.]+) \(([\d.]+) bpc\)", line)
+    assert m, line
+    assert float(m[2]) == pytest.approx(float(m[1]) / np.log(2), rel=6e-3)
+    assert float(m[4]) == pytest.approx(float(m[3]) / np.log(2), rel=6e-3)
 
 
 # ---------------------------------------------------------------- bad input: exit 2
@@ -141,18 +173,24 @@ BAD_TEXT = [
     ("binary", bytes(range(256)) * 4, "binary file"),
     ("latin1", "na\u00efve caf\u00e9\n".encode("latin-1") * 50, "not UTF-8 text"),
     ("short", b"hello world", "too short"),
+    ("controls", bytes(range(1, 256)) * 8, "binary file"),   # no NUL byte, still binary
 ]
-BAD_CSV = [
-    ("empty", b"", "", "the file is empty"),
-    ("headeronly", b"a,b\n", "", "no data rows"),
-    ("missing", b"a,b\n" + b"1,2\n" * 30 + b"3,\n" + b"1,2\n" * 30, "", "missing value at line 32, "
-     "column 'b'"),
-    ("nonnumeric", b"a,b\n" + b"1,2\n" * 30 + b"1,two\n", "", "line 32, column 'b': 'two' is "
+BAD_CSV = [   # label, content, extra arguments, expected message
+    ("empty", b"", [], "the file is empty"),
+    ("headeronly", b"a,b\n", [], "no data rows"),
+    ("missing", b"a,b\n" + b"1,2\n" * 30 + b"3,\n" + b"1,2\n" * 30, [], "missing value at line "
+     "32, column 'b'"),
+    ("nonnumeric", b"a,b\n" + b"1,2\n" * 30 + b"1,two\n", [], "line 32, column 'b': 'two' is "
      "not a number"),
-    ("fewrows", b"a,b\n" + b"1,2\n" * 12, "", "too few rows"),
-    ("column", b"a,b\n" + b"1,2\n" * 40, "c", "no column 'c'"),
-    ("binary", b"\x00\x01\x02a,b\n1,2\n", "", "binary file"),
-    ("latin1", "a,b\n1,2\n\u00e9,3\n".encode("latin-1"), "", "not UTF-8 text"),
+    ("chosen_text_column", b"day,v\n" + b"mon,2\n" * 40, ["--inputs", "day,v"],
+     "line 2, column 'day': 'mon' is not a number"),
+    ("no_numeric_column", b"day,name\n" + b"mon,x\n" * 40, [], "no numeric column"),
+    ("fewrows", b"a,b\n" + b"1,2\n" * 12, [], "too few rows"),
+    ("column", b"a,b\n" + b"1,2\n" * 40, ["--inputs", "c"], "no column 'c'"),
+    ("target_column", b"a,b\n" + b"1,2\n" * 40, ["--targets", "a,price"], "no column 'price'"),
+    ("binary", b"\x00\x01\x02a,b\n1,2\n", [], "binary file"),
+    ("controls", b"a,b\n" + bytes(range(1, 256)) * 4, [], "binary file"),
+    ("latin1", "a,b\n1,2\n\u00e9,3\n".encode("latin-1"), [], "not UTF-8 text"),
 ]
 
 
@@ -177,15 +215,13 @@ def test_bad_text_file(tmp_path, label, content, match):
     assert_clean_failure(code, err, tmp_path, before, str(p), match)
 
 
-@pytest.mark.parametrize("label, content, column, match", BAD_CSV, ids=[c[0] for c in BAD_CSV])
-def test_bad_csv_file(tmp_path, label, content, column, match):
+@pytest.mark.parametrize("label, content, extra, match", BAD_CSV, ids=[c[0] for c in BAD_CSV])
+def test_bad_csv_file(tmp_path, label, content, extra, match):
     p = tmp_path / f"{label}.csv"
     p.write_bytes(content)
     before = files_in(tmp_path)
     argv = ["--task", "csv", "--csv", p, "--steps", "3", "--seq-len", "8", "--save",
-            tmp_path / "out.npz"]
-    if column:
-        argv += ["--inputs", column]
+            tmp_path / "out.npz"] + extra
     code, err = run(argv)
     assert_clean_failure(code, err, tmp_path, before, str(p), match)
 
@@ -207,6 +243,9 @@ def test_bad_csv_file(tmp_path, label, content, column, match):
     (["--task", "adding", "--text", "x.txt"], "--text applies to the text task only"),
     (["--task", "csv"], "needs --csv FILE"),
     (["--task", "sine", "--sample", "20"], "text task only"),
+    (["--task", "sine", "--sample-every", "20"], "text task only"),
+    (["--task", "text", "--sample-every", "-1"], "--sample-every must be >= 0"),
+    (["--text", "t.txt", "--corpus", "prose"], "--text FILE or --corpus NAME, not both"),
     (["--task", "copy", "--seq-len", "30", "--delay", "3"], "does not match"),
     (["--task", "text", "--text", "no/such/file.txt"], "no/such/file.txt: no such file"),
     (["--task", "csv", "--csv", "no/such.csv"], "no/such.csv: no such file"),
@@ -222,6 +261,63 @@ def test_save_into_a_folder_is_refused(tmp_path):
     (tmp_path / "dir.npz").mkdir()
     code, err = run(["--task", "sine", "--steps", "2", "--save", tmp_path / "dir.npz"])
     assert_clean_failure(code, err, tmp_path, ["dir.npz"], "is a folder")
+
+
+@pytest.mark.parametrize("kind", ["text", "csv"])
+def test_save_over_the_input_file_is_refused(tmp_path, text_file, csv_file, kind):
+    src = text_file if kind == "text" else csv_file
+    data = src.read_bytes()
+    before = files_in(tmp_path)
+    code, err = run([f"--{kind}", src, "--steps", "2", "--save", src] + FAST)
+    assert_clean_failure(code, err, tmp_path, before, "is the input file")
+    assert src.read_bytes() == data
+
+
+def test_unwritable_save_path_is_one_clean_error(tmp_path, monkeypatch):
+    """The folder of --save vanishes while training: an error naming it, no traceback."""
+    import shutil
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    real_step = TrainingSession.train_step
+
+    def step(self, keep_grads=True):
+        if self.step == 2:
+            shutil.rmtree(out_dir)
+        return real_step(self, keep_grads)
+
+    monkeypatch.setattr(TrainingSession, "train_step", step)
+    code, err = run(["--task", "sine", "--steps", "4", "--save", out_dir / "m.npz"] + FAST)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rnnviewer train: error: cannot save ") and "m.npz" in last
+    assert "Traceback" not in err and files_in(tmp_path) == []
+
+
+def test_ctrl_c_before_training_exits_130_without_traceback(tmp_path, monkeypatch):
+    def compile_(self):
+        raise KeyboardInterrupt   # Ctrl-C while the kernels compile
+
+    monkeypatch.setattr(TrainingSession, "compile", compile_)
+    code, err = run(["--task", "sine", "--steps", "4", "--save", tmp_path / "m.npz"] + FAST)
+    assert code == 130 and err.strip().endswith("rnnviewer train: interrupted")
+    assert "Traceback" not in err and files_in(tmp_path) == []
+
+
+def test_samples_while_training_leave_the_run_unchanged(tmp_path, text_file, capsys):
+    common = ["--text", text_file, "--steps", "10", "--temperature", "0.5"] + FAST
+    code, err = run(common + ["--sample-every", "4", "--sample", "30", "--prime", "the",
+                              "--save", tmp_path / "a.npz"])
+    assert code == 0, err
+    out = capsys.readouterr().out
+    heads = [ln for ln in out.splitlines() if ln.startswith("--- sample at step")]
+    assert heads == ["--- sample at step 4 (temperature 0.5) ---",
+                     "--- sample at step 8 (temperature 0.5) ---"]
+    body = out.split(heads[0] + "\n", 1)[1]
+    assert body.startswith("the") and len(body.split("\n--- ")[0]) >= 33
+    assert run(common + ["--quiet", "--save", tmp_path / "b.npz"])[0] == 0
+    pa, pb = load(tmp_path / "a.npz").params, load(tmp_path / "b.npz").params
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)   # sampling never moves training
 
 
 # ---------------------------------------------------------------- divergence: exit 3

@@ -36,6 +36,27 @@ def test_bounded_real_input_is_bang_bang():
     assert len(res.history) == 300 and res.history[-1] >= res.history[0]
 
 
+@pytest.mark.parametrize("bounds", [(-5.0, 5.0), (2.0, 10.0), (-0.1, 0.1), (-3.0, 0.5)])
+def test_any_bounds_are_reached(bounds):
+    """W_hh = 0 and a weak unit: h_T = tanh(w . x_T) is largest at the corner of the box
+    picked by sign(w), however wide the bounds or wherever they sit relative to 0."""
+    w = np.array([0.1, -0.1])
+    m = single_unit(w, 0.0)
+    res = maximize_activation(m, 0, t=-1, length=3, l2=0.0, bounds=bounds, seed=0)
+    corner = np.where(w > 0, bounds[1], bounds[0])
+    np.testing.assert_allclose(res.x[-1], corner, rtol=1e-6, atol=1e-9)
+    assert res.value == pytest.approx(np.tanh(w @ corner), abs=1e-9)
+    assert np.all((res.x >= bounds[0]) & (res.x <= bounds[1]))
+
+
+def test_restarts_start_apart_inside_any_bounds():
+    """Bounds that exclude 0: the starts sit inside the box, not all on one corner."""
+    m = single_unit([0.7, -0.4], 0.3)
+    res = maximize_activation(m, 0, length=4, bounds=(2.0, 10.0), steps=0, restarts=6)
+    assert len(np.unique(np.round(res.restart_values, 12))) == 6
+    assert np.all((res.x > 2.0) & (res.x < 10.0))
+
+
 def test_l2_regularised_optimum():
     """No bounds, W_hh = 0: only x_t matters, x_t = s w with 1 - tanh(s|w|^2)^2 = l2 s,
     and every other step shrinks to 0."""

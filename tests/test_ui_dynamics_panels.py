@@ -397,11 +397,18 @@ def test_overlay_lands_on_the_state_space_panel(qtbot, snaps):
     xy = ss.project(stable)
     got = np.c_[ov[OVERLAY + "stable"]["scatter"].getData()]
     np.testing.assert_allclose(np.sort(got, 0), np.sort(xy, 0), atol=1e-9)
+    # the legend names each kind with its count; the selection halo has no entry
+    def legend():
+        return sorted(label.text for _, label in ss.overlay_legend.items)
+    assert legend() == ["saddle (4), unstable directions", "stable (4)",
+                        "unstable (1), unstable directions"]
     # selecting a row adds a halo on that point; unticking removes everything
     panel.table.selectRow(5)
     assert len(ov[OVERLAY + "selected"]["scatter"].getData()[0]) == 1
+    assert len(legend()) == 3
     panel.overlay_box.setChecked(False)
     assert not [k for k in ss._overlays if k.startswith(OVERLAY)]
+    assert legend() == []
     panel.overlay_box.setChecked(True)
     assert OVERLAY + "saddle" in ss._overlays
     panel.on_reset()                               # a new run: the old points go

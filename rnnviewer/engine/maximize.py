@@ -68,9 +68,12 @@ def maximize_activation(model, unit, t=-1, length=20, *, target="hidden", onehot
                         should_stop=None, report_every=10):
     """Gradient ascent for the input sequence (length, I) that maximizes one unit at t.
 
-    lr: default 0.05 for real inputs, 0.2 for logits, decaying geometrically to 1% of
-    that by the last step. bounds: (low, high) or None; l2 and bounds apply to real
-    inputs only. vocab (I symbols, e.g. a string) gives `.chars` for one-hot inputs.
+    lr: default 0.05 for real inputs (times the bounds' half-width when it exceeds 1,
+    so wide bounds are reachable), 0.2 for logits, decaying geometrically to 1% of that
+    by the last step. bounds: (low, high) or None; l2 and bounds apply to real inputs
+    only. Real starts are Gaussian (std 0.1, times the half-width when above 1) around
+    0, or around the bounds' centre when 0 lies outside them, clipped to the bounds.
+    vocab (I symbols, e.g. a string) gives `.chars` for one-hot inputs.
     progress(fraction, best_value) is called every `report_every` steps and at the end;
     should_stop() is polled every step (True ends the run with the best so far).
     seed: int or numpy Generator. Returns a MaximizeResult.
@@ -118,8 +121,10 @@ def maximize_activation(model, unit, t=-1, length=20, *, target="hidden", onehot
             raise ConfigError(f"temperatures must be > 0, got {temperature!r}")
     else:
         lo, hi = (-np.inf, np.inf) if bounds is None else (float(bounds[0]), float(bounds[1]))
-        x = np.clip(rng.normal(scale=0.1, size=(R, T, I)), lo, hi)
-        opt = _Adam(x.shape, 0.05 if lr is None else lr)
+        half = 1.0 if bounds is None else max(1.0, (hi - lo) / 2)
+        centre = 0.0 if lo <= 0.0 <= hi else (lo + hi) / 2   # else every start is a corner
+        x = np.clip(centre + rng.normal(scale=0.1 * half, size=(R, T, I)), lo, hi)
+        opt = _Adam(x.shape, 0.05 * half if lr is None else lr)
 
     history = []
     stopped = False

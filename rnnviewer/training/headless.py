@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(EXAMPLES_BY_NAME))
     g.add_argument("--task", choices=list(TASKS),
                    help="what to learn (default: text with --text, csv with --csv)")
-    g.add_argument("--seq-len", type=int, help="timesteps per sequence (task default: 50)")
+    g.add_argument("--seq-len", type=int, help="timesteps per sequence (default: 50; copy: "
+                   "2*length+delay+1)")
     g.add_argument("--text", metavar="FILE", help="UTF-8 text file for the text task")
     g.add_argument("--corpus", choices=["python", "prose"],
                    help="bundled corpus for the text task without --text (default: python)")
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--csv", metavar="FILE", help="CSV file for the csv task")
     g.add_argument("--inputs", metavar="COLS",
                    help="csv: input columns, names or 0-based numbers, comma-separated "
-                        "(default: all)")
+                        "(default: every numeric one)")
     g.add_argument("--targets", metavar="COLS", help="csv: target columns (default: the inputs)")
     g.add_argument("--normalize", choices=["zscore", "minmax", "none"],
                    help="csv: column scaling from the training rows (default: zscore)")
@@ -97,11 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hidden", type=int, default=64, help="hidden units (default: 64)")
     g.add_argument("--steps", type=int, default=1000, help="training steps (default: 1000)")
     g.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
-    g.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="optimizer (default: adam)")
     g.add_argument("--batch", type=int, default=32, help="sequences per step (default: 32)")
     g.add_argument("--clip", type=float, default=1.0,
                    help="gradient-norm clip, 0 = off (default: 1.0)")
-    g.add_argument("--seed", type=int, default=0, help="seed of model, data and task")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of model, data and task (default: 0)")
     g.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     g.add_argument("--val-every", type=int, default=50,
                    help="steps between validation losses (default: 50)")
@@ -110,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save", metavar="FILE", help="session file to write (.npz)")
     g.add_argument("--sample", type=int, default=0, metavar="N",
                    help="text: print N generated characters at the end")
+    g.add_argument("--sample-every", type=int, default=0, metavar="STEPS",
+                   help="text: while training, print a sample (of --sample characters, "
+                        "default 200) every STEPS steps")
     g.add_argument("--prime", default="", help="text: start the sample with this")
     g.add_argument("--temperature", type=float, default=0.8, help="text: sampling temperature")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -142,6 +148,8 @@ def apply_example(args, explicit):
         by_key = {key: dest for dest, (key, tasks) in TASK_OPTIONS.items() if args.task in tasks}
         for key, value in dict(ex.config.get("task_options", {})).items():
             dest = by_key.get(key)
+            if dest == "corpus" and args.text:   # the user's own text instead
+                continue
             if dest is not None and dest not in explicit:
                 setattr(args, dest, value)
     return args
@@ -164,14 +172,20 @@ def task_from_args(args):
         opts[key] = value
     if name == "csv" and "path" not in opts:
         raise UsageError("the csv task needs --csv FILE")
+    if name == "text" and args.text and args.corpus:
+        raise UsageError("give --text FILE or --corpus NAME, not both")
     return name, make_task(name, seq_len=args.seq_len, seed=args.seed, dtype=args.dtype, **opts)
 
 
-def check_save_path(path) -> Path:
-    """The --save path, if a file can be written there; UsageError otherwise."""
+def check_save_path(path, inputs=()) -> Path:
+    """The --save path, if a file can be written there (and is none of the `inputs` files);
+    UsageError otherwise."""
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"--save {path}: is a folder")
+    for other in inputs:
+        if other and p.exists() and Path(other).exists() and p.samefile(other):
+            raise UsageError(f"--save {path}: is the input file {other}; choose another name")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"--save {path}: folder {parent} does not exist")
@@ -183,6 +197,7 @@ def check_save_path(path) -> Path:
 def check_numbers(args):
     for flag, value, ok in (("--steps", args.steps, args.steps >= 0),
                             ("--sample", args.sample, args.sample >= 0),
+                            ("--sample-every", args.sample_every, args.sample_every >= 0),
                             ("--temperature", args.temperature,
                              math.isfinite(args.temperature) and args.temperature >= 0)):
         if not ok:
@@ -192,12 +207,13 @@ def check_numbers(args):
 class Progress:
     """A one-line progress bar on a terminal, or a line now and then when redirected."""
 
-    def __init__(self, total, stream, enabled=True):
-        self.total, self.stream, self.enabled = total, stream, enabled
+    def __init__(self, total, stream, enabled=True, bpc=False):
+        self.total, self.stream, self.enabled, self.bpc = total, stream, enabled, bpc
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.t0 = self.last = time.monotonic()
         self.step0 = 0
         self.printed = None  # step of the last line written (redirected output)
+        self.width = 0       # length of the line on screen (a terminal)
 
     def start(self, step0):
         self.t0 = self.last = time.monotonic()
@@ -214,10 +230,22 @@ class Progress:
         eta = (self.total - done) / rate if rate > 0 else math.nan
         bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
         val_s = f"{val:.4g}" if math.isfinite(val) else "-"
+        if self.bpc:   # cross-entropy of characters: also in bits per character
+            loss_s = f"{loss:.4g} ({loss / math.log(2):.3g} bpc)"
+            val_s += f" ({val / math.log(2):.3g} bpc)" if math.isfinite(val) else ""
+        else:
+            loss_s = f"{loss:.4g}"
         eta_s = f"  ETA {eta:.0f}s" if math.isfinite(eta) and done < self.total else ""
         return (f"step {step:>{len(str(self.step0 + self.total))}}/{self.step0 + self.total} "
-                f"[{bar}] {100 * frac:3.0f}%  loss {loss:.4g}  val {val_s}  "
+                f"[{bar}] {100 * frac:3.0f}%  loss {loss_s}  val {val_s}  "
                 f"{rate:.0f} steps/s{eta_s}")
+
+    def break_line(self):
+        """End the bar's line on a terminal, so that other output starts on a line of its own."""
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
 
     def update(self, step, loss, val, validated=False, final=False):
         if not self.enabled:
@@ -225,9 +253,11 @@ class Progress:
         now = time.monotonic()
         if self.tty:
             if final or now - self.last >= 0.1:
-                self.stream.write("\r" + self.line(step, loss, val) + ("\n" if final else ""))
+                text = self.line(step, loss, val)
+                pad = " " * max(self.width - len(text), 0)   # rub out a longer last line
+                self.stream.write("\r" + text + pad + ("\n" if final else ""))
                 self.stream.flush()
-                self.last = now
+                self.last, self.width = now, 0 if final else len(text)
         elif (final and step != self.printed) or (validated and now - self.last >= 1.0):
             self.stream.write(self.line(step, loss, val) + "\n")
             self.stream.flush()
@@ -245,10 +275,10 @@ def train(args, stderr) -> int:
             print(f"{PROG}: {msg}", file=stderr, flush=True)
 
     check_numbers(args)
-    save = check_save_path(args.save) if args.save else None
+    save = check_save_path(args.save, (args.text, args.csv)) if args.save else None
     name, task = task_from_args(args)
-    if (args.sample or args.prime) and name != "text":
-        raise UsageError("--sample and --prime apply to the text task only")
+    if (args.sample or args.prime or args.sample_every) and name != "text":
+        raise UsageError("--sample, --sample-every and --prime apply to the text task only")
     task_options = {k: v for k, v in task.config.items() if k not in ("name", "seq_len")}
     config = SessionConfig(task=name, task_options=task_options, seq_len=task.seq_len,
                            cell=args.cell, hidden=args.hidden, batch=args.batch,
@@ -267,10 +297,19 @@ def train(args, stderr) -> int:
     old_handler = None
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    progress = Progress(args.steps, stderr, enabled=not args.quiet)
+    progress = Progress(args.steps, stderr, enabled=not args.quiet, bpc=name == "text")
     progress.start(session.step)
+    sampler = None
+    if args.sample_every:
+        sample_rng = np.random.default_rng([args.seed, 9])   # never the training stream
+
+        def sampler(step):
+            text = task.sample(m, args.prime, args.sample or 200, args.temperature, sample_rng)
+            progress.break_line()
+            print(f"--- sample at step {step} (temperature {args.temperature:g}) ---\n"
+                  f"{args.prime}{text}", flush=True)
     try:
-        diverged = _loop(session, args.steps, stop, progress)
+        diverged = _loop(session, args.steps, stop, progress, sampler, args.sample_every)
     finally:
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
@@ -285,8 +324,10 @@ def train(args, stderr) -> int:
     say(f"{'stopped' if stop.is_set() else 'done'} at step {session.step} ({rate:.0f} steps/s); "
         f"on {4 * args.batch} validation sequences: {_describe(metrics)}")
     if save is not None:
-        session.save(save)
+        _save(session, save)
         say(f"saved {save}")
+    else:
+        say("nothing saved (give --save FILE to keep the trained network)")
     if args.sample:
         text = task.sample(m, args.prime, args.sample, args.temperature,
                            np.random.default_rng(args.seed))
@@ -294,8 +335,11 @@ def train(args, stderr) -> int:
     return EXIT_INTERRUPTED if stop.is_set() else EXIT_OK
 
 
-def _loop(session, steps, stop, progress):
-    """Up to `steps` training steps; the DivergenceError if training diverged, else None."""
+def _loop(session, steps, stop, progress, sampler=None, sample_every=0):
+    """Up to `steps` training steps; the DivergenceError if training diverged, else None.
+
+    sampler(step) runs every `sample_every` steps (text: print generated characters).
+    """
     for _ in range(steps):
         if stop.is_set():
             return None
@@ -304,7 +348,18 @@ def _loop(session, steps, stop, progress):
             return err
         validated = session.step % session.config.val_every == 0
         progress.update(session.step, session.last_loss, session.last_val_loss, validated)
+        if sampler is not None and session.step % sample_every == 0:
+            sampler(session.step)
     return None
+
+
+def _save(session, path):
+    """session.save(path); a file system error becomes a UsageError naming the path."""
+    try:
+        session.save(path)
+    except OSError as e:
+        raise UsageError(f"cannot save {path}: {e.strerror or e}; nothing was written "
+                         "there") from None
 
 
 def _diverged(session, err: DivergenceError, save, stderr) -> int:
@@ -314,8 +369,11 @@ def _diverged(session, err: DivergenceError, save, stderr) -> int:
     msg = (f"{PROG}: training diverged at step {err.step}: {err.tensor} became NaN or Inf "
            f"(lr {lr:g}, clip {clip:g}); {advice}")
     if save is not None:
-        session.save(save)
-        msg += f"; saved the last finite state (step {session.step}) to {save}"
+        try:
+            _save(session, save)
+            msg += f"; saved the last finite state (step {session.step}) to {save}"
+        except UsageError as e:
+            msg += f"; {e}"
     print(msg, file=stderr, flush=True)
     return EXIT_DIVERGED
 
@@ -347,6 +405,9 @@ def main(argv=None, stderr=None) -> int:
     except RnnviewerError as e:  # ConfigError, DataError, CheckpointError: one line
         print(f"{PROG}: error: {' '.join(str(e).split())}", file=stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:   # Ctrl-C before the training loop (reading data, compiling)
+        print(f"\n{PROG}: interrupted", file=stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def show_example_panels(window, example):
 def note_html(example):
     """The example's note as HTML: title, text, panels to look at, reference."""
     from html import escape
-    panels = ", ".join(escape(p) for p in example.panels)
+    from rnnviewer.ui.panels import registered_panels
+    titles = {c.object_name: c.title for c in registered_panels()}
+    panels = ", ".join(escape(titles.get(p, p)) for p in example.panels)
     ref = f"<p><i>Reference: {escape(example.reference)}</i></p>" if example.reference else ""
     return (f"<h3>{escape(example.title)}</h3><p>{escape(example.text)}</p>"
             f"<p>Panels: {panels}. The effect shows after about {example.steps:,} steps; "

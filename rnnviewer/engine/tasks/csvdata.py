@@ -101,6 +101,19 @@ class CsvTable:
         raise DataError(f"{self.path}: no column {s!r}; the columns are "
                         + ", ".join(repr(n) for n in self.names))
 
+    def numeric_columns(self) -> list[int]:
+        """The columns whose first value is a number or missing (not text such as a date).
+
+        The default inputs: every value of them is still checked when it is read.
+        """
+        first = self.rows[0]
+        cols = [j for j, s in enumerate(first) if s.lower() in _MISSING or _is_number(s)]
+        if not cols:
+            raise DataError(f"{self.path}: no numeric column (line {self.lines[0]} holds "
+                            + ", ".join(repr(s) for s in first[:6])
+                            + (", ..." if len(first) > 6 else "") + ")")
+        return cols
+
     def numeric(self, j) -> np.ndarray:
         """Column j as float64 (N,); DataError naming line and column for a bad value."""
         name = self.names[j]
@@ -136,8 +149,9 @@ class CsvTask(Task):
     default_seq_len = 50
     description = (
         "Forecast a time series from a CSV file: the rows are timesteps, chosen input columns "
-        "feed the network and chosen target columns, `horizon` rows ahead, are what it must "
-        "predict at every step. Columns are normalised with statistics of the training part "
+        "(by default every numeric one) feed the network and chosen target columns (by "
+        "default the inputs), `horizon` rows ahead, are what it must predict at every step. "
+        "Columns are normalised with statistics of the training part "
         "(the head of the file); the last rows are held out for validation. Loss is mean "
         "squared error on the normalised targets, the metric R^2.")
 
@@ -155,7 +169,7 @@ class CsvTask(Task):
         self.val_fraction = check_float("val_fraction", val_fraction, 0.01, 0.9)
         self.header = header
         table = CsvTable(self.path, header)
-        in_idx = [table.column_index(c) for c in _columns(inputs)] or list(range(len(table.names)))
+        in_idx = [table.column_index(c) for c in _columns(inputs)] or table.numeric_columns()
         tg_idx = [table.column_index(c) for c in _columns(targets)] or list(in_idx)
         self.columns = table.names
         self.inputs = [table.names[j] for j in in_idx]

@@ -8,6 +8,10 @@ from pathlib import Path
 from rnnviewer.errors import DataError
 
 MAX_BYTES = 64 << 20  # 64 MiB
+SNIFF_BYTES = 1 << 16
+BINARY_CONTROL_SHARE = 0.02
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\x0b\x0c\r\x1b") + b"\x7f"
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL)  # deleted by translate
 
 
 def read_bytes(path, kind="text") -> bytes:
@@ -42,12 +46,28 @@ def read_bytes(path, kind="text") -> bytes:
     return data
 
 
+def control_share(data: bytes) -> float:
+    """Share of the first SNIFF_BYTES bytes that are control codes text files do not hold.
+
+    Tab, line feed, vertical tab, form feed, carriage return and escape (colour codes in
+    logs) do not count. Binary formats are about 10% such bytes; text in any 8-bit
+    encoding has none.
+    """
+    head = data[:SNIFF_BYTES]
+    n = len(head.translate(None, _NOT_CONTROL))
+    return n / len(head) if n > 8 else 0.0   # a stray control code or two is still text
+
+
 def decode_text(data: bytes, path, kind="text") -> str:
     """UTF-8 (optional BOM) to str with \\n line ends; DataError for binary or non-UTF-8 data."""
     nul = data.find(b"\x00")
     if nul >= 0:
         raise DataError(f"{path}: looks like a binary file, not {kind} (NUL byte at offset "
                         f"{nul}); rnnviewer reads UTF-8 text")
+    share = control_share(data)
+    if share > BINARY_CONTROL_SHARE:
+        raise DataError(f"{path}: looks like a binary file, not {kind} ({100 * share:.0f}% of "
+                        "its first bytes are control codes); rnnviewer reads UTF-8 text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -452,9 +452,14 @@ class FixedPointsPanel(JobPanel):
                 layer = layers[name]
                 tip = f"{name} fixed point" if name in KINDS else \
                     ("slow point" if name == "slow" else "the point selected in Fixed points")
+                n = len(layer["points"])
+                label = None if name == "selected" else (
+                    f"slow point ({n})" if name == "slow" else f"{name} ({n})"
+                    + (", unstable directions" if layer["segments"] is not None else ""))
                 ss.set_overlay_points(layer["points"], name=OVERLAY + name,
                                       segments=layer["segments"], symbol=layer["symbol"],
-                                      size=layer["size"], color=layer["color"], tooltip=tip)
+                                      size=layer["size"], color=layer["color"], tooltip=tip,
+                                      label=label)
         self._overlay_on = ss if layers else None
 
     def _clear_overlay(self):

@@ -169,6 +169,8 @@ class NeuronViewPanel(Panel):
         self.ctx_title.setWordWrap(True)
         bl.addWidget(self.ctx_title)
         self.contexts = _text_edit()
+        # one line per context, aligned on the peak: never wrapped (scrolls sideways)
+        self.contexts.setLineWrapMode(QTextEdit.LineWrapMode.NoWrap)
         self.contexts.setToolTip("The unit's strongest activations over the validation data, "
                                  "each with its context, aligned on the peak (underlined)")
         bl.addWidget(self.contexts, 1)
@@ -187,6 +189,9 @@ class NeuronViewPanel(Panel):
         orient = Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical
         if self.split.orientation() != orient:
             self.split.setOrientation(orient)
+            if wide:                 # a context line is about 50 characters: give it room
+                w = self.split.width()
+                self.split.setSizes([w - min(w // 2, 460), min(w // 2, 460)])
 
     # ------------------------------------------------------------ analysis request
     def analysis_options(self):

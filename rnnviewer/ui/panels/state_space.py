@@ -144,6 +144,7 @@ class StateSpacePanel(Panel):
         self._auto = True            # follow the data with the view range
         self._axis_text = {}
         self._overlays = {}          # name -> dict(points, segments, scatter, lines)
+        self.overlay_legend = None   # pg.LegendItem of the overlays, made with the first label
         self.plot.getViewBox().sigRangeChangedManually.connect(
             self._on_view_range_changed_manually)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
@@ -182,13 +183,15 @@ class StateSpacePanel(Panel):
         return self.comp_box.currentData() or (0, 1)
 
     def set_overlay_points(self, points, name="overlay", segments=None, symbol="x", size=13,
-                           color="#d62728", tooltip=""):
+                           color="#d62728", tooltip="", label=None):
         """Draw full states `points` (N, S) and line `segments` (M, 2, S) on the view as
-        overlay `name` (replacing an overlay of that name); kept in sync with the basis."""
+        overlay `name` (replacing an overlay of that name); kept in sync with the basis.
+        `label`: its entry in the plot's legend (none without)."""
         self.clear_overlay(name)
         col = pg.mkColor(color)
-        scatter = pg.ScatterPlotItem(symbol=symbol, size=size, pen=pg.mkPen(col, width=2),
-                                     brush=pg.mkBrush(col))
+        # filled circles get a dark rim: they must not pass for the time-coloured dots
+        rim = pg.mkPen("#101010", width=1.5) if symbol == "o" else pg.mkPen(col, width=2)
+        scatter = pg.ScatterPlotItem(symbol=symbol, size=size, pen=rim, brush=pg.mkBrush(col))
         lines = pg.PlotCurveItem(pen=pg.mkPen(col, width=2), connect="pairs", antialias=False)
         for item in (lines, scatter):
             item.setZValue(8)
@@ -201,13 +204,27 @@ class StateSpacePanel(Panel):
             raise ValueError(f"segments must have shape (M, 2, S), got {seg.shape}")
         self._overlays[name] = {"points": pts, "segments": seg, "scatter": scatter,
                                 "lines": lines}
+        if label:
+            self._overlay_legend().addItem(scatter, label)
         self._draw_overlays()
+        self._fit_view()                     # points off the trajectories come into view
+
+    def _overlay_legend(self):
+        if self.overlay_legend is None:
+            self.overlay_legend = pg.LegendItem(
+                offset=(8, 8), brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#a0a0a0"),
+                labelTextColor="#202020")
+            self.overlay_legend.setParentItem(self.plot.getViewBox())
+            self.overlay_legend.setZValue(20)
+        return self.overlay_legend
 
     def clear_overlay(self, name=None):
         """Remove overlay `name` (every overlay when None)."""
         for key in [name] if name is not None else list(self._overlays):
             ov = self._overlays.pop(key, None)
             if ov is not None:
+                if self.overlay_legend is not None:
+                    self.overlay_legend.removeItem(ov["scatter"])
                 self.plot.removeItem(ov["scatter"])
                 self.plot.removeItem(ov["lines"])
 
@@ -341,7 +358,7 @@ class StateSpacePanel(Panel):
         self.end_text.setPos(xy[-1, 0], xy[-1, 1])
         evr = self.pca.explained_variance_ratio
         for axis, i in (("bottom", a), ("left", b)):
-            share = f" ({100 * evr[i]:.1f}% of variance)" if i < len(evr) else ""
+            share = f" ({100 * evr[i]:.1f}% var.)" if i < len(evr) else ""   # fits a short axis
             text = f"PC{i + 1}{share}"
             if self._axis_text.get(axis) != text:
                 self._axis_text[axis] = text
