@@ -91,6 +91,23 @@ def test_loss_saliency_matches_finite_differences(cell, loss, t):
     assert np.abs(s).max() > 1e-4
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("loss,t", [("mse", None), ("xent", None), ("mse", 2)])
+def test_loss_saliency_with_fractional_mask_weights(cell, loss, t):
+    """Mask weights act linearly, as in the model's loss (mse: w * (y - target)^2)."""
+    m, x = make(cell), data()
+    rng = np.random.default_rng(7)
+    target = rng.normal(size=(B, T, O)) if loss == "mse" else rng.integers(0, O, (B, T))
+    mask = rng.uniform(0.1, 1.5, (B, T))
+    kw = dict(target=target, loss=loss, mask=mask)
+    obj = A._Objective(m, x.shape, t, "loss", None, target, loss, mask)
+    np.testing.assert_allclose(obj(m.forward(x), np.arange(B), seeds=False)[0],
+                               seq_loss(m, x, target, loss, mask, t), rtol=1e-12)
+    s = A.saliency(m, x, t, "loss", **kw)
+    num = numeric_grad(lambda z: seq_loss(m, z, target, loss, mask, t), x)
+    np.testing.assert_allclose(s, num, atol=1e-8, rtol=1e-6)
+
+
 def _ig_reference(m, x, base, t, k, n=4000):
     """Midpoint rule with many points: the saliency at every point, averaged."""
     a = (np.arange(n) + 0.5) / n

@@ -21,7 +21,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from rnnviewer.engine import losses
 from rnnviewer.engine.losses import log_softmax
+from rnnviewer.engine.model import Trace
 from rnnviewer.errors import ConfigError
 
 IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
@@ -79,43 +81,68 @@ class _Objective:
         return self.T if self.t is None else self.t + 1
 
     def __call__(self, trace, rows, seeds=True):
-        """values (R,) float64 and, if seeds, the (dy, dh) that backpropagate f."""
-        R, Tr = trace.h.shape[:2]
+        """values (R,) float64 and, if seeds, dh (R, Tr, H) = d values / d h_t to
+        backpropagate (None otherwise). Only trace.h is read: the readout is applied
+        here to the outputs f needs, so the forward pass runs without it."""
+        h = trace.h                                             # (R, Tr, H)
+        R = h.shape[0]
         dt = self.model.dtype
+        p = self.model.params
         if not self.is_loss:
-            src = trace.y if self.layer == "output" else trace.h
-            values = src[:, self.t, self.k].astype(np.float64)
+            if self.layer == "output":  # y_t[k] = W_hy[k] . h_t + b_y[k]
+                w_k = p["W_hy"][self.k]                         # (H,)
+                values = h[:, self.t].astype(np.float64) @ w_k.astype(np.float64) \
+                    + float(p["b_y"][self.k])
+            else:
+                values = h[:, self.t, self.k].astype(np.float64)
             if not seeds:
-                return values, None, None
-            seed = np.zeros(trace.h.shape, dt)                  # dy_t/dh_t: (R, Tr, H)
-            if self.layer == "output":  # y_t = W_hy h_t + b_y, so dy[t, k]/dh_t = W_hy[k]
-                seed[:, self.t] = self.model.params["W_hy"][self.k]
+                return values, None
+            seed = np.zeros(h.shape, dt)                        # dy_t/dh_t: (R, Tr, H)
+            if self.layer == "output":
+                seed[:, self.t] = w_k
             else:
                 seed[:, self.t, self.k] = 1.0
-            return values, None, seed
+            return values, seed
         sl = slice(None) if self.t is None else slice(self.t, self.t + 1)
-        y = trace.y[:, sl].astype(np.float64)           # (R, T', O)
-        w = self.mask[rows][:, sl]                       # (R, T')
+        hs = h[:, sl]                                           # (R, T', H)
+        w = self.mask[rows][:, sl]                              # (R, T')
         tgt = self.target[rows][:, sl]
-        n = np.maximum(w.sum(1), 1.0) if self.t is None else np.ones(R)  # (R,)
-        if self.loss == "mse":
-            O = y.shape[2]
-            diff = (y - tgt) * w[:, :, None]
-            values = (diff ** 2).sum((1, 2)) / (n * O)
-            grad = 2.0 * diff / (n * O)[:, None, None]
+        n = w.sum(1) if self.t is None else np.ones(R)          # (R,), floored at 1 below
+        W_hy = p["W_hy"]
+        if self.model.backend == "numba":  # readout, loss and dL/dy per row in one pass
+            from rnnviewer.engine.kernels import head
+
+            values, _, dy = head.row_losses(hs, W_hy, p["b_y"], self.loss, tgt, w, n)
         else:
-            logp = log_softmax(y)
-            picked = np.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]  # (R, T')
-            values = -(picked * w).sum(1) / n
-            grad = np.exp(logp)
-            np.put_along_axis(grad, tgt[..., None],
-                              np.take_along_axis(grad, tgt[..., None], -1) - 1.0, -1)
-            grad *= (w / n[:, None])[:, :, None]
+            values, dy = _row_losses(hs, W_hy, p["b_y"], self.loss, tgt, w, n)
         if not seeds:
-            return values, None, None
-        dy = np.zeros(trace.y.shape, dt)
-        dy[:, sl] = grad
-        return values, dy, None
+            return values, None
+        seed = np.zeros(h.shape, dt)                            # dL/dh_t = dL/dy_t W_hy
+        O = W_hy.shape[0]
+        seed[:, sl] = (dy.reshape(-1, O) @ W_hy).reshape(hs.shape)
+        return values, seed
+
+
+def _row_losses(h, W_hy, b_y, loss, tgt, w, n):
+    """numpy twin of `kernels.head.row_losses` (float64 arithmetic): each row's own loss
+    (values (R,) float64) and dy (R, T, O) = d values / d y in h's dtype."""
+    y = (h @ W_hy.T + b_y).astype(np.float64)                   # (R, T, O)
+    n = np.maximum(n, 1.0)                                      # (R,)
+    if loss == "mse":
+        O = y.shape[2]
+        diff = y - tgt
+        wdiff = diff * w[:, :, None]   # weights act linearly, as in `losses.mse`
+        values = (wdiff * diff).sum((1, 2)) / (n * O)
+        grad = 2.0 * wdiff / (n * O)[:, None, None]
+    else:
+        logp = log_softmax(y)
+        picked = np.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]  # (R, T)
+        values = -(picked * w).sum(1) / n
+        grad = np.exp(logp)
+        np.put_along_axis(grad, tgt[..., None],
+                          np.take_along_axis(grad, tgt[..., None], -1) - 1.0, -1)
+        grad *= (w / n[:, None])[:, :, None]
+    return values, grad.astype(h.dtype)
 
 
 def _timestep(t, T):
@@ -153,6 +180,19 @@ def _h0_rows(model, h0, rows):
     return np.asarray(h0)[rows]
 
 
+def _forward(model, x, h0):
+    """`model.forward(x, h0)` without the readout (trace.y is None): the objective
+    computes from h only the outputs it needs (one unit at one step, or the loss rows),
+    and nothing flows back through the readout. x as `model.forward` takes it."""
+    x, h0, c0 = model._prepare(x, h0)
+    xk = x
+    if x.ndim == 2 and not getattr(model._fwd, "accepts_token_ids", False):
+        xk = model.one_hot(x)
+    out = model._fwd(model.params, xk, h0, c0)
+    return Trace(x=x, h=out["h"], y=None, c=out["c"], gates=out["gates"], h0=h0, c0=c0,
+                 _out=out, _xk=xk)
+
+
 def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=None):
     """f (R,) and df/dx for the rows make(lo, hi) -> (hi - lo, T, I) builds, at most
     batch_size rows per forward pass; rows[r] is row r's sequence. df/dx is (R, T, I),
@@ -162,12 +202,12 @@ def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=Non
     step = max(1, int(batch_size or DEFAULT_BATCH))
     for lo in range(0, n_rows, step):
         hi = min(n_rows, lo + step)
-        tr = model.forward(make(lo, hi), _h0_rows(model, h0, rows[lo:hi]))
-        v, dy, dh = obj(tr, rows[lo:hi], seeds=grads)
+        tr = _forward(model, make(lo, hi), _h0_rows(model, h0, rows[lo:hi]))
+        v, dh = obj(tr, rows[lo:hi], seeds=grads)
         values[lo:hi] = v
         if not grads:
             continue
-        g = model.backward(tr, dy=dy, dh=dh)["x"]
+        g = model.backward(tr, dh=dh, params=False)["x"]       # no parameter gradients
         if weights is None:
             if dx is None:
                 dx = np.empty((n_rows,) + g.shape[1:], g.dtype)
@@ -256,9 +296,15 @@ def integrated_gradients(model, x, t, k, baseline=None, steps=50, *, method="gau
     coef = np.concatenate([np.repeat(alphas, B), np.ones(B), np.zeros(B)]).astype(model.dtype)
     rows = np.tile(np.arange(B), S + 2)
 
-    def make(lo, hi):                                              # (hi-lo, Th, I)
+    diff = xc - bc                                                 # (B, Th, I)
+
+    def make(lo, hi):                        # (hi-lo, Th, I): bc + coef * (xc - bc)
         r = rows[lo:hi]
-        return bc[r] + coef[lo:hi, None, None] * (xc[r] - bc[r])
+        pts = diff[r]
+        pts *= coef[lo:hi, None, None]
+        if baseline is not None:
+            pts += bc[r]
+        return pts
 
     row_w = np.concatenate([np.repeat(w, B), np.zeros(2 * B)])
     values, avg = _run(model, obj, make, (S + 2) * B, rows, h0, batch_size,
@@ -301,12 +347,35 @@ def occlusion(model, x, t, k, baseline=None, *, layer=None, target=None, loss=No
 
 def gradient_norm_through_time(model, x, target, loss="mse", mask=None, *, h0=None,
                                per_sequence=True):
-    """||dL/dh_t|| from `model.loss_and_grads` (L the batch's mean loss, grads["h"]).
+    """||dL/dh_t||, dL/dh_t = `model.loss_and_grads(...)[1]["h"]` (L the batch's mean
+    loss), computed without the parameter gradients.
 
     per_sequence=True: (B, T), the norm over H for each sequence; False: (T,), the norm
     over the batch and H together.
     """
-    _, grads = model.loss_and_grads(x, target, loss=loss, h0=h0, mask=mask)
-    g = grads["h"].astype(np.float64)                               # (B, T, H)
+    g = _loss_grad_h(model, x, target, loss, mask, h0).astype(np.float64)  # (B, T, H)
     axes = 2 if per_sequence else (0, 2)
     return np.sqrt((g * g).sum(axis=axes))
+
+
+def _loss_grad_h(model, x, target, loss, mask, h0):
+    """dL/dh_t (B, T, H) of the batch's mean loss, as `model.loss_and_grads` gives it in
+    grads["h"], through the backward pass without parameter gradients."""
+    if not model.n_out:
+        raise ConfigError("this model has no readout, so it has no loss")
+    if not isinstance(loss, str) or loss not in losses.LOSSES:
+        raise ConfigError(f"unknown loss {loss!r}; choose mse or xent")
+    if model.backend != "numba":
+        tr = model.forward(x, h0)
+        _, dy = model.loss(tr.y, target, loss, mask)
+        return model.backward(tr, dy=dy, params=False)["h"]
+    from rnnviewer.engine.kernels import head
+
+    tr = _forward(model, x, h0)          # the loss pass below applies the readout
+    B, T = tr.h.shape[:2]
+    tgt = losses.check_target(loss, target, (B, T, model.n_out), model.dtype)
+    w, count = losses.weights(mask, B, T, model.dtype)
+    w = np.ones((B, T), model.dtype) if w is None else np.ascontiguousarray(w)
+    _, _, dy = head.readout_loss(tr.h, model.params["W_hy"], model.params["b_y"], loss, tgt,
+                                 w, count)
+    return model.backward(tr, dy=dy, params=False)["h"]

@@ -40,7 +40,7 @@ _OPTION_TIPS = {
     "corpus": "Bundled text to train on when no file is given",
     "val_fraction": "Share of the data held out for validation",
     "max_chars": "Use only the first N characters of the text (empty: all)",
-    "inputs": "Input columns, by name or number, separated by commas (empty: all)",
+    "inputs": "Input columns, by name or number, separated by commas (empty: every numeric column)",
     "targets": "Target columns, by name or number, separated by commas",
     "horizon": "How many rows ahead the target is",
 }

@@ -1,6 +1,7 @@
 """Cell kernels. Each backend gives, per cell, (forward, backward, step) with the
 signatures of `numpy_cells`: forward(p, x, h0, c0) -> dict(h, c, gates, cache),
-backward(p, x, out, dh_out) -> grads dict, step(p, state, x) -> state.
+backward(p, x, out, dh_out, params=True) -> grads dict (params=False: only "x", "h",
+"h0" and "c0", no parameter gradients), step(p, state, x) -> state.
 """
 
 import importlib

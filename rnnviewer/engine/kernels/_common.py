@@ -560,10 +560,13 @@ def project_input(x, ids, W_xh, W_xh_T, out, b0, b1):
 @njit(inline="always")
 def input_grads(x, ids, W_xh, da, gW_xh, dx, b0, b1):
     """Rows b0:b1: gW_xh = da^T x (G, I), or for token ids (I, G) by scatter-add, and
-    dx[b0:b1] = da @ W_xh (B, T, I). da (B, T, G) is the input-side pre-activation grad."""
+    dx[b0:b1] = da @ W_xh (B, T, I). da (B, T, G) is the input-side pre-activation grad.
+    An empty gW_xh skips the weight gradient (dx only)."""
     T, G = da.shape[1], da.shape[2]
     I = W_xh.shape[1]
-    if ids.size:
+    if not gW_xh.size:
+        pass
+    elif ids.size:
         gW_xh[:] = 0.0
         for b in range(b0, b1):
             for t in range(T):

@@ -68,7 +68,8 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
               gW_xh, gWxT, gW_hh, gb_xh, gb_hh, dh0, carry, gacc, b0, b1):
     """BPTT for batch rows b0..b1. dhh (B,T,3H) holds dL/d(recurrent pre-activations)
     [dr, dz, dn * r], dan (B,T,H) dL/d(input pre-activation of n). This chunk's gradients
-    go to gW_xh (3H,I) (gWxT (I,3H) for one-hot rows), gW_hh, gb_xh, gb_hh (overwritten)."""
+    go to gW_xh (3H,I) (gWxT (I,3H) for one-hot rows), gW_hh, gb_xh, gb_hh (overwritten);
+    an empty gW_hh (size 0, a run-time flag) skips every parameter gradient."""
     B, T, H = h.shape
     G = 3 * H
     I = W_xh.shape[1]
@@ -101,40 +102,42 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, h, r, z, n, hn, dh_out, dht, dhh, dan, dx,
             dh0[b0 + bb, j] = carry[bb, j] + gacc[bb, j]
     R0 = b0 * T
     rows = Bc * T
-    # dW_hh = sum_bt dhh[b,t] h[b,t-1]^T: flat rows (row, row - 1) pair every (b, t > 0);
-    # the t = 0 rows then take h0[b] - h[b-1, T-1] (built in gacc, now free)
-    gemm(True, False, G, H, rows - 1, 1.0, dhh, (R0 + 1) * G, G, h, R0 * H, H, 0.0, gW_hh, 0, H)
-    for bb in range(Bc):
-        b = b0 + bb
-        if bb > 0:
-            for j in range(H):
-                gacc[bb, j] = h0[b, j] - h[b - 1, T - 1, j]
-        else:
-            for j in range(H):
-                gacc[bb, j] = h0[b, j]
-    gemm(True, False, G, H, Bc, 1.0, dhh, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
-    dhh2 = dhh.reshape(B * T, G)
-    dan2 = dan.reshape(B * T, H)
-    gb_hh[:] = 0.0
-    gb_xh[:] = 0.0
-    for row in range(R0, R0 + rows):
-        for g in range(G):
-            gb_hh[g] += dhh2[row, g]
-        for j in range(H):
-            gb_xh[2 * H + j] += dan2[row, j]
-    for g in range(2 * H):
-        gb_xh[g] = gb_hh[g]
-    if oh.size:  # scatter-add into the transposed gradient
-        gWxT[:] = 0.0
+    if gW_hh.size:  # parameter gradients
+        # dW_hh = sum_bt dhh[b,t] h[b,t-1]^T: flat rows (row, row - 1) pair every (b, t > 0);
+        # the t = 0 rows then take h0[b] - h[b-1, T-1] (built in gacc, now free)
+        gemm(True, False, G, H, rows - 1, 1.0, dhh, (R0 + 1) * G, G, h, R0 * H, H, 0.0, gW_hh, 0, H)
+        for bb in range(Bc):
+            b = b0 + bb
+            if bb > 0:
+                for j in range(H):
+                    gacc[bb, j] = h0[b, j] - h[b - 1, T - 1, j]
+            else:
+                for j in range(H):
+                    gacc[bb, j] = h0[b, j]
+        gemm(True, False, G, H, Bc, 1.0, dhh, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
+        dhh2 = dhh.reshape(B * T, G)
+        dan2 = dan.reshape(B * T, H)
+        gb_hh[:] = 0.0
+        gb_xh[:] = 0.0
         for row in range(R0, R0 + rows):
-            k = oh[row]
-            for g in range(2 * H):
-                gWxT[k, g] += dhh2[row, g]
+            for g in range(G):
+                gb_hh[g] += dhh2[row, g]
             for j in range(H):
-                gWxT[k, 2 * H + j] += dan2[row, j]
-    else:
-        gemm(True, False, 2 * H, I, rows, 1.0, dhh, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
-        gemm(True, False, H, I, rows, 1.0, dan, R0 * H, H, x, R0 * I, I, 0.0, gW_xh, 2 * H * I, I)
+                gb_xh[2 * H + j] += dan2[row, j]
+        for g in range(2 * H):
+            gb_xh[g] = gb_hh[g]
+        if oh.size:  # scatter-add into the transposed gradient
+            gWxT[:] = 0.0
+            for row in range(R0, R0 + rows):
+                k = oh[row]
+                for g in range(2 * H):
+                    gWxT[k, g] += dhh2[row, g]
+                for j in range(H):
+                    gWxT[k, 2 * H + j] += dan2[row, j]
+        else:
+            gemm(True, False, 2 * H, I, rows, 1.0, dhh, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
+            gemm(True, False, H, I, rows, 1.0, dan, R0 * H, H, x, R0 * I, I, 0.0, gW_xh,
+                 2 * H * I, I)
     gemm(False, False, rows, I, 2 * H, 1.0, dhh, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
     gemm(False, False, rows, I, H, 1.0, dan, R0 * H, H, W_xh, 2 * H * I, I, 1.0, dx, R0 * I, I)
 
@@ -286,10 +289,12 @@ def forward(p, x, h0, c0=None):
 forward.accepts_token_ids = True
 
 
-def backward(p, x, out, dh_out):
+def backward(p, x, out, dh_out, params=True):
     """Full BPTT from dh_out (B,T,H) = dL/dh_t from outside the recurrence.
 
-    Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0" (B,H).
+    Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0" (B,H);
+    params=False skips the parameter gradients (the same compiled kernel, given empty
+    gradient buffers) and returns only "x", "h" and "h0", with the same values.
     """
     W_xh, W_hh, _, _ = _weights(p)
     dt = W_hh.dtype
@@ -310,14 +315,20 @@ def backward(p, x, out, dh_out):
     dan = np.empty((B, T, H), dt)
     dx = np.empty((B, T, I), dt)
     dh0 = np.empty((B, H), dt)
-    gW_xh = np.empty((nch, 0, 0) if oh.size else (nch, G, I), dt)  # per-chunk gradients
-    gWxT = np.empty((nch, I, G) if oh.size else (nch, 0, 0), dt)
-    gW_hh = np.empty((nch, G, H), dt)
-    gb_xh = np.empty((nch, G), dt)
-    gb_hh = np.empty((nch, G), dt)
+    if params:  # per-chunk gradients
+        gW_xh = np.empty((nch, 0, 0) if oh.size else (nch, G, I), dt)
+        gWxT = np.empty((nch, I, G) if oh.size else (nch, 0, 0), dt)
+        gW_hh = np.empty((nch, G, H), dt)
+        gb_xh = np.empty((nch, G), dt)
+        gb_hh = np.empty((nch, G), dt)
+    else:  # empty buffers: the kernel skips every parameter gradient
+        gW_xh, gWxT, gW_hh = (np.empty((nch, 0, 0), dt) for _ in range(3))
+        gb_xh, gb_hh = np.empty((nch, 0), dt), np.empty((nch, 0), dt)
     _BWD[dt.itemsize, nch > 1](x3, oh, W_xh, W_hh, cache["h0"], h, g["r"], g["z"], g["n"],
                                 cache["hn"], dh_out, dht, dhh, dan, dx, gW_xh, gWxT, gW_hh,
                                 gb_xh, gb_hh, dh0)
+    if not params:
+        return {"x": dx, "h": dht, "h0": dh0}
     dW_xh = np.ascontiguousarray(gWxT[0].T) if oh.size else gW_xh[0]
     return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb_xh[0], "b_hh": gb_hh[0],
             "x": dx, "h": dht, "h0": dh0}

@@ -14,7 +14,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from rnnviewer.engine.kernels._common import JIT_F32, JIT_F64, JIT_PAR, act_exp, chunk_count
+from rnnviewer.engine.kernels._common import (JIT_DRIVER, JIT_F32, JIT_F64, JIT_PAR, NO_IDS,
+                                              NO_X, act_exp, chunk_count)
 from rnnviewer.engine.kernels.blas import gemm
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which the serial kernel runs
@@ -84,7 +85,8 @@ def _xent_rows(h, W, b, target, w, scale, y, dy, part, c, b0, b1):
 
 @njit(inline="always")
 def _back_rows(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
-    """dh[b0:b1] = dy @ W (+ dh_extra), this chunk's gW = dy^T h (O, H) and gb = sum dy."""
+    """dh[b0:b1] = dy @ W (+ dh_extra), this chunk's gW = dy^T h (O, H) and gb = sum dy
+    (an empty gW skips gW and gb)."""
     T, H = h.shape[1], h.shape[2]
     O = W.shape[0]
     m = b1 - b0
@@ -97,6 +99,8 @@ def _back_rows(h, dy, W, dh_extra, dh, gW, gb, b0, b1):
                     d[j] = e[j]
         beta = 1.0
     gemm(False, False, m * T, H, O, 1.0, dy, b0 * T * O, O, W, 0, H, beta, dh, b0 * T * H, H)
+    if not gW.size:
+        return
     gemm(True, False, O, H, m * T, 1.0, dy, b0 * T * O, O, h, b0 * T * H, H, 0.0, gW, 0, H)
     gb[:] = 0.0
     for i in range(b0, b1):
@@ -269,26 +273,58 @@ def readout_loss(h, W, b, loss, target, weights, count):
     return float(part.sum() / denom), y, dy
 
 
+@njit(**JIT_DRIVER)
+def _row_losses(h, W, b, tgt, ids_tgt, w, scale, y, dy, part):
+    """Every row r alone (its own scale[r]): part[r] = its weighted loss sum."""
+    for r in range(h.shape[0]):
+        loss_rows(h, W, b, tgt, ids_tgt, w, scale[r], y, dy, part, r, r, r + 1)
+
+
+def row_losses(h, W, b, loss, target, weights, count):
+    """Each row's own loss, as `readout_loss` gives it for that row alone (serial).
+
+    h (R, T, H); target (R, T, O) floats (mse) or (R, T) int64 class ids (xent);
+    weights (R, T) in h's dtype; count (R,) each row's denominator (the sum of its
+    weights, floored at 1 here). Returns (values (R,) float64, y (R, T, O),
+    dy (R, T, O) = d values[r] / d y[r]).
+    """
+    h, W, b = _c(h), _c(W, h.dtype), _c(b, h.dtype)
+    R, T, _ = h.shape
+    O = W.shape[0]
+    mse = loss == "mse"
+    denom = np.maximum(np.asarray(count, np.float64), 1.0) * (O if mse else 1)   # (R,)
+    scale = (2.0 if mse else 1.0) / denom
+    tgt, ids = (_c(target, h.dtype), NO_IDS) if mse else (NO_X[h.itemsize], _c(target, np.int64))
+    y = np.empty((R, T, O), h.dtype)
+    dy = np.empty((R, T, O), h.dtype)
+    part = np.zeros(R)
+    _row_losses(h, W, b, tgt, ids, _c(weights, h.dtype), scale, y, dy, part)
+    return part / denom, y, dy
+
+
 NO_DH = {4: np.zeros((0, 0, 0), np.float32), 8: np.zeros((0, 0, 0), np.float64)}
 
 
-def readout_backward(h, dy, W, dh_extra=None):
-    """(dW (O, H), db (O,), dh (B, T, H) = dy @ W + dh_extra) for the readout."""
+def readout_backward(h, dy, W, dh_extra=None, params=True):
+    """(dW (O, H), db (O,), dh (B, T, H) = dy @ W + dh_extra) for the readout;
+    params=False skips dW and db ((None, None, dh); the same compiled kernel)."""
     h = _c(h)
     dy, W = _c(dy, h.dtype), _c(W, h.dtype)
     B, T, H = h.shape
     O = W.shape[0]
     n = chunk_count(B, PARALLEL_MIN_ROWS)
     dh = np.empty((B, T, H), h.dtype)
-    gW = np.empty((n, O, H), h.dtype)
-    gb = np.empty((n, O), h.dtype)
+    gW = np.empty((n, O, H) if params else (n, 0, 0), h.dtype)
+    gb = np.empty((n, O) if params else (n, 0), h.dtype)
     extra = NO_DH[h.itemsize] if dh_extra is None else _c(dh_extra, h.dtype)
     serial, par = _BACK[h.itemsize]
     if n > 1:
         par(h, dy, W, extra, dh, gW, gb)
-        for c in range(1, n):
+        for c in range(1, n if params else 1):
             gW[0] += gW[c]
             gb[0] += gb[c]
     else:
         serial(h, dy, W, extra, dh, gW[0], gb[0], 0, B)
+    if not params:
+        return None, None, dh
     return gW[0], gb[0], dh

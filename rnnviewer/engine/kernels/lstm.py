@@ -73,7 +73,8 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
               gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
     Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
-    gb (4H) (the same for b_xh and b_hh), all overwritten."""
+    gb (4H) (the same for b_xh and b_hh), all overwritten; an empty gW_hh (size 0, a
+    run-time flag) skips every parameter gradient."""
     B, T, H = h.shape
     G = 4 * H
     I = W_xh.shape[1]
@@ -109,31 +110,32 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
             dc0[b0 + bb, j] = dcn[bb, j]
     R0 = b0 * T
     rows = Bc * T
-    # dW_hh = sum_bt da[b,t] h[b,t-1]^T: the flat rows shifted by one pair every (b, t>0);
-    # the rows with t=0 then get h0[b] - h[b-1,T-1] (built in gacc, now free)
-    gemm(True, False, G, H, rows - 1, 1.0, da, (R0 + 1) * G, G, h, R0 * H, H, 0.0, gW_hh, 0, H)
-    for bb in range(Bc):
-        b = b0 + bb
-        if bb > 0:
-            for j in range(H):
-                gacc[bb, j] = h0[b, j] - h[b - 1, T - 1, j]
-        else:
-            for j in range(H):
-                gacc[bb, j] = h0[b, j]
-    gemm(True, False, G, H, Bc, 1.0, da, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
-    da2 = da.reshape(B * T, G)
-    gb[:] = 0.0
-    for row in range(R0, R0 + rows):
-        for q in range(G):
-            gb[q] += da2[row, q]
-    if oh.size:  # one-hot rows: scatter-add into the transposed gradient
-        gWxT[:] = 0.0
+    if gW_hh.size:  # parameter gradients
+        # dW_hh = sum_bt da[b,t] h[b,t-1]^T: the flat rows shifted by one pair every (b, t>0);
+        # the rows with t=0 then get h0[b] - h[b-1,T-1] (built in gacc, now free)
+        gemm(True, False, G, H, rows - 1, 1.0, da, (R0 + 1) * G, G, h, R0 * H, H, 0.0, gW_hh, 0, H)
+        for bb in range(Bc):
+            b = b0 + bb
+            if bb > 0:
+                for j in range(H):
+                    gacc[bb, j] = h0[b, j] - h[b - 1, T - 1, j]
+            else:
+                for j in range(H):
+                    gacc[bb, j] = h0[b, j]
+        gemm(True, False, G, H, Bc, 1.0, da, R0 * G, T * G, gacc, 0, H, 1.0, gW_hh, 0, H)
+        da2 = da.reshape(B * T, G)
+        gb[:] = 0.0
         for row in range(R0, R0 + rows):
-            k = oh[row]
             for q in range(G):
-                gWxT[k, q] += da2[row, q]
-    else:
-        gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
+                gb[q] += da2[row, q]
+        if oh.size:  # one-hot rows: scatter-add into the transposed gradient
+            gWxT[:] = 0.0
+            for row in range(R0, R0 + rows):
+                k = oh[row]
+                for q in range(G):
+                    gWxT[k, q] += da2[row, q]
+        else:
+            gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
     gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
 
 
@@ -287,10 +289,12 @@ def forward(p, x, h0, c0):
 forward.accepts_token_ids = True
 
 
-def backward(p, x, out, dh_out):
+def backward(p, x, out, dh_out, params=True):
     """Full BPTT from dh_out (B,T,H) = dL/dh_t from outside the recurrence.
 
-    Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0", "c0" (B,H).
+    Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0", "c0" (B,H);
+    params=False skips the parameter gradients (the same compiled kernel, given empty
+    gradient buffers) and returns only "x", "h", "h0" and "c0", with the same values.
     """
     W_xh, W_hh, _, _ = _weights(p)
     dt = W_hh.dtype
@@ -310,13 +314,19 @@ def backward(p, x, out, dh_out):
     dx = np.empty((B, T, I), dt)
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt)
-    gW_xh = np.empty((nch, 0, 0) if oh.size else (nch, G, I), dt)  # per-chunk gradients
-    gWxT = np.empty((nch, I, G) if oh.size else (nch, 0, 0), dt)
-    gW_hh = np.empty((nch, G, H), dt)
-    gb = np.empty((nch, G), dt)
+    if params:  # per-chunk gradients
+        gW_xh = np.empty((nch, 0, 0) if oh.size else (nch, G, I), dt)
+        gWxT = np.empty((nch, I, G) if oh.size else (nch, 0, 0), dt)
+        gW_hh = np.empty((nch, G, H), dt)
+        gb = np.empty((nch, G), dt)
+    else:  # empty buffers: the kernel skips every parameter gradient
+        gW_xh, gWxT, gW_hh = (np.empty((nch, 0, 0), dt) for _ in range(3))
+        gb = np.empty((nch, 0), dt)
     _BWD[dt.itemsize, nch > 1](x3, oh, W_xh, W_hh, cache["h0"], cache["c0"], out["h"],
                                 out["c"], g["i"], g["f"], g["g"], g["o"], dh_out, dht, da, dx,
                                 gW_xh, gWxT, gW_hh, gb, dh0, dc0)
+    if not params:
+        return {"x": dx, "h": dht, "h0": dh0, "c0": dc0}
     dW_xh = np.ascontiguousarray(gWxT[0].T) if oh.size else gW_xh[0]
     return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb[0], "b_hh": gb[0].copy(),
             "x": dx, "h": dht, "h0": dh0, "c0": dc0}

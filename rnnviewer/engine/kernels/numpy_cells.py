@@ -7,6 +7,8 @@ timesteps and every weight gradient are single large matrix multiplies.
 Layout (torch-compatible): W_xh (G*H, I), W_hh (G*H, H), b_xh (G*H,), b_hh (G*H,).
 forward(p, x, h0, c0) -> dict(h, c, gates, cache); backward(p, x, out, dh_out) -> grads
 with W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0" (and "c0").
+backward(..., params=False) skips the parameter gradients (the weight products and bias
+sums) and returns only "x", "h", "h0" (and "c0"), with the same values.
 """
 
 import numpy as np
@@ -16,8 +18,11 @@ def _sigmoid(a):
     return 0.5 * (np.tanh(0.5 * a) + 1.0)
 
 
-def _weight_grads(p, x, da_in, da_hh, h_prev):
-    """dW_xh, db_xh from the input pre-activations; dW_hh, db_hh from the recurrent ones."""
+def _weight_grads(p, x, da_in, da_hh, h_prev, params=True):
+    """dW_xh, db_xh from the input pre-activations; dW_hh, db_hh from the recurrent ones
+    (params=False: only "x" = dL/dx)."""
+    if not params:
+        return {"x": da_in @ p["W_xh"]}
     B, T, I = x.shape
     G = da_in.shape[-1]
     flat_in = da_in.reshape(B * T, G)
@@ -50,7 +55,7 @@ def rnn_forward(p, x, h0, c0=None):
     return {"h": h, "c": None, "gates": {}, "cache": {"h0": h0}}
 
 
-def rnn_backward(p, x, out, dh_out):
+def rnn_backward(p, x, out, dh_out, params=True):
     h, h0 = out["h"], out["cache"]["h0"]
     B, T, H = h.shape
     da = np.empty_like(h)  # (B, T, H) gradient at the pre-activation
@@ -63,7 +68,7 @@ def rnn_backward(p, x, out, dh_out):
         a = dh * (1.0 - h[:, t] * h[:, t])
         da[:, t] = a
         dnext = a @ W_hh
-    g = _weight_grads(p, x, da, da, _shifted(h, h0))
+    g = _weight_grads(p, x, da, da, _shifted(h, h0) if params else None, params)
     g["h"] = dh_total
     g["h0"] = dnext
     return g
@@ -98,7 +103,7 @@ def gru_forward(p, x, h0, c0=None):
             "cache": {"h0": h0, "hn": hn}}
 
 
-def gru_backward(p, x, out, dh_out):
+def gru_backward(p, x, out, dh_out, params=True):
     h = out["h"]
     r, z, n = out["gates"]["r"], out["gates"]["z"], out["gates"]["n"]
     hn, h0 = out["cache"]["hn"], out["cache"]["h0"]
@@ -119,7 +124,7 @@ def gru_backward(p, x, out, dh_out):
         da_in[:, t, :H], da_in[:, t, H:2 * H], da_in[:, t, 2 * H:] = dar, daz, dan
         da_hh[:, t, :H], da_hh[:, t, H:2 * H], da_hh[:, t, 2 * H:] = dar, daz, dan * rt
         dnext = dh * zt + da_hh[:, t] @ W_hh
-    g = _weight_grads(p, x, da_in, da_hh, h_prev)
+    g = _weight_grads(p, x, da_in, da_hh, h_prev, params)
     g["h"] = dh_total
     g["h0"] = dnext
     return g
@@ -158,7 +163,7 @@ def lstm_forward(p, x, h0, c0):
             "cache": {"h0": h0, "c0": c0}}
 
 
-def lstm_backward(p, x, out, dh_out, dc_out=None):
+def lstm_backward(p, x, out, dh_out, dc_out=None, params=True):
     h, c = out["h"], out["c"]
     gi, gf, gg, go = (out["gates"][k] for k in "ifgo")
     h0, c0 = out["cache"]["h0"], out["cache"]["c0"]
@@ -183,7 +188,7 @@ def lstm_backward(p, x, out, dh_out, dc_out=None):
         da[:, t, 3 * H:] = dh * tc * o * (1.0 - o)
         dc_next = dc * f
         dh_next = da[:, t] @ W_hh
-    g = _weight_grads(p, x, da, da, _shifted(h, h0))
+    g = _weight_grads(p, x, da, da, _shifted(h, h0) if params else None, params)
     g["h"] = dh_total
     g["h0"] = dh_next
     g["c0"] = dc_next

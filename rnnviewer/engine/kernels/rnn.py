@@ -52,7 +52,8 @@ def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh,
               b1):
     """BPTT over rows b0:b1 from dh_out (dL/dh_t from outside the recurrence): writes
     dh (total dL/dh_t), da (scratch), dx, dh0 rows and this chunk's weight gradients
-    gW_xh (H, I) ((I, H) for token ids), gW_hh (H, H), gb (H,)."""
+    gW_xh (H, I) ((I, H) for token ids), gW_hh (H, H), gb (H,). Empty gradient buffers
+    (size 0: a run-time flag, no other compiled variant) skip the parameter gradients."""
     B, T, H = h.shape
     m = b1 - b0
     dhf, dh0f, daf = dh.reshape(dh.size), dh0.reshape(dh0.size), da.reshape(da.size)
@@ -75,20 +76,21 @@ def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh,
         else:
             dst, off, ld = dh0f, b0 * H, H
         rec_mm(m, daf, (b0 * T + t) * H, T * H, W_hh_T, W_hh, dst, off, ld, 0.0)
-    gb[:] = 0.0  # bias: sum of da over the chunk's rows
-    for b in range(b0, b1):
-        for t in range(T):
-            dab = da[b, t]
-            for j in range(H):
-                gb[j] += dab[j]
-    # W_hh: pairs (da[b, t], h[b, t-1]) are flat rows (r, r-1) of the chunk, except at
-    # t = 0 where h0[b] replaces h[b-1, T-1]: one big product plus two small fixes.
-    gemm(True, False, H, H, m * T - 1, 1.0, da, (b0 * T + 1) * H, H, h, b0 * T * H, H,
-         0.0, gW_hh, 0, H)
-    gemm(True, False, H, H, m - 1, -1.0, da, (b0 + 1) * T * H, T * H, h, (b0 * T + T - 1) * H,
-         T * H, 1.0, gW_hh, 0, H)
-    gemm(True, False, H, H, m, 1.0, da, b0 * T * H, T * H, h0, b0 * H, H, 1.0, gW_hh, 0, H)
-    input_grads(x, ids, W_xh, da, gW_xh, dx, b0, b1)
+    if gb.size:
+        gb[:] = 0.0  # bias: sum of da over the chunk's rows
+        for b in range(b0, b1):
+            for t in range(T):
+                dab = da[b, t]
+                for j in range(H):
+                    gb[j] += dab[j]
+        # W_hh: pairs (da[b, t], h[b, t-1]) are flat rows (r, r-1) of the chunk, except at
+        # t = 0 where h0[b] replaces h[b-1, T-1]: one big product plus two small fixes.
+        gemm(True, False, H, H, m * T - 1, 1.0, da, (b0 * T + 1) * H, H, h, b0 * T * H, H,
+             0.0, gW_hh, 0, H)
+        gemm(True, False, H, H, m - 1, -1.0, da, (b0 + 1) * T * H, T * H, h,
+             (b0 * T + T - 1) * H, T * H, 1.0, gW_hh, 0, H)
+        gemm(True, False, H, H, m, 1.0, da, b0 * T * H, T * H, h0, b0 * H, H, 1.0, gW_hh, 0, H)
+    input_grads(x, ids, W_xh, da, gW_xh, dx, b0, b1)  # (gW_xh empty: dx only)
 
 
 # ---------------------------------------------------------------- compiled kernels
@@ -254,10 +256,12 @@ def forward(p, x, h0, c0=None):
 forward.accepts_token_ids = True
 
 
-def backward(p, x, out, dh_out):
+def backward(p, x, out, dh_out, params=True):
     """Full BPTT from dh_out (B, T, H) = dL/dh_t from outside the recurrence.
 
-    Returns W_xh, W_hh, b_xh, b_hh, "x" (B, T, I), "h" (B, T, H) total dL/dh_t, "h0" (B, H).
+    Returns W_xh, W_hh, b_xh, b_hh, "x" (B, T, I), "h" (B, T, H) total dL/dh_t, "h0" (B, H);
+    params=False skips the parameter gradients (the same compiled kernel, given empty
+    gradient buffers) and returns only "x", "h" and "h0", with the same values.
     """
     W_xh, W_hh, _, _ = _weights(p, p["W_hh"].dtype)
     dtype = W_hh.dtype
@@ -267,15 +271,21 @@ def backward(p, x, out, dh_out):
     B, T = h.shape[:2]
     dh_out = np.ascontiguousarray(dh_out, dtype)
     n = chunk_count(B, PARALLEL_MIN_ROWS)
-    dh, da, dx, dh0, gW_xh, gW_hh, gb = carve(dtype, (
-        (B, T, H), (B, T, H), (B, T, I), (B, H), (n, I, H) if ids.size else (n, H, I),
-        (n, H, H), (n, H)))
+    if params:
+        shapes = ((n, I, H) if ids.size else (n, H, I), (n, H, H), (n, H))
+    else:  # empty buffers: the kernel skips every parameter gradient
+        shapes = ((n, 0, 0), (n, 0, 0), (n, 0))
+    dh, da, dx, dh0, gW_xh, gW_hh, gb = carve(dtype, ((B, T, H), (B, T, H), (B, T, I), (B, H))
+                                              + shapes)
     args = (x, ids, W_xh, W_hh, transpose(W_hh), h0, h, dh_out, dh, da, dx, dh0)
     if n > 1:
         _bwd_par(*args, gW_xh, gW_hh, gb)
-        _sum_chunks(gW_xh, gW_hh, gb)
+        if params:
+            _sum_chunks(gW_xh, gW_hh, gb)
     else:
         (_bwd_f32 if dtype == np.float32 else _bwd_f64)(*args, gW_xh[0], gW_hh[0], gb[0], 0, B)
+    if not params:
+        return {"x": dx, "h": dh, "h0": dh0}
     dW_xh = transpose(gW_xh[0]) if ids.size else gW_xh[0]
     return {"W_xh": dW_xh, "W_hh": gW_hh[0], "b_xh": gb[0], "b_hh": gb[0].copy(),
             "x": dx, "h": dh, "h0": dh0}
