@@ -25,3 +25,12 @@ else:
 if QSettings is not None:   # autosave and its crash marker: never the user's data folder
     from rnnviewer.ui import autosave as _autosave
     _autosave.use_data_dir(os.path.join(_SETTINGS_DIR, "data"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Let every training thread end before the interpreter tears Qt down: one still
+    running at exit (a window a test left open, or one orphaned inside a numba compile)
+    deadlocked pytest's exit against the GUI thread's deletions."""
+    if QSettings is not None:
+        from rnnviewer.ui.worker import stop_all
+        stop_all()

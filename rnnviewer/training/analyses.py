@@ -27,7 +27,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_MODULES = ("analyses_hidden", "analyses_gradients", "analyses_dynamics")   # modules under rnnviewer/training/ that register analyses
+# modules under rnnviewer/training/ that register analyses
+ANALYSIS_MODULES = ("analyses_hidden", "analyses_gradients", "analyses_dynamics",
+                    "analyses_samples")
 _REGISTRY = {}                 # name -> Analysis
 
 

@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import traceback
+import weakref
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -27,10 +28,25 @@ log = logging.getLogger(__name__)
 # interrupted) when their window closed. Kept referenced so Qt never destroys a
 # running QThread; app.main() leaves with os._exit when any is still running.
 ORPHANS = []
+_LIVE = weakref.WeakSet()       # every WorkerThread not yet garbage (stop_all)
 
 
 def orphans_running():
     return any(t.is_running() for t in ORPHANS)
+
+
+def stop_all(timeout=120.0):
+    """Stop every training thread of the process and wait for each, orphans included
+    (up to `timeout` s each: a numba compile cannot be interrupted). For the end of a
+    process that tears the interpreter down normally (the test suite): a training thread
+    still running then frees Qt objects outside the GUI thread while the GUI thread
+    deletes others, and the two deadlock. True if every thread ended."""
+    threads = list(_LIVE) + [t for t in ORPHANS if t not in _LIVE]
+    for t in threads:
+        if t.is_running():
+            t.worker.request_quit()
+            t.thread.quit()
+    return all(t.thread.wait(max(1, int(timeout * 1000))) for t in threads)
 
 
 class TrainingWorker(QObject):
@@ -328,6 +344,7 @@ class WorkerThread:
         self.thread.setObjectName("rnnviewer-training")
         worker.moveToThread(self.thread)
         self.thread.started.connect(worker.run)
+        _LIVE.add(self)
 
     def start(self):
         self.thread.start()

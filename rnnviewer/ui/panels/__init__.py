@@ -34,7 +34,7 @@ PANEL_MODULES = (
     "curves",
     "trajectories", "state_space", "activations", "neuron_view", "gates",
     "weights", "spectrum", "histograms", "saliency", "grad_through_time",
-    "maximize", "fixed_points",
+    "maximize", "fixed_points", "samples",
 )
 
 _REGISTRY = []                 # Panel subclasses, in registration order
