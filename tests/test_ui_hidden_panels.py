@@ -172,7 +172,7 @@ def test_state_space_projects_the_trajectory(qtbot, runs, cell):
     np.testing.assert_allclose(np.c_[x, y], z, rtol=1e-5, atol=1e-6)
     assert panel.start.getData()[0][0] == pytest.approx(x[0])
     assert panel.end.getData()[1][0] == pytest.approx(y[-1])
-    assert re.search(r"PC\d \(\d+\.\d% var\.\)", panel.plot.getAxis("bottom").labelText)
+    assert re.search(r"PC\d \(\d+% var\.\)", panel.plot.getAxis("bottom").labelText)
     ox, _ = panel.others.getData()
     assert np.isfinite(ox).sum() == (P - 1) * T
     panel.comp_box.setCurrentIndex(1)                         # PC2 / PC3

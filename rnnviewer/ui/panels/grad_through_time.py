@@ -97,7 +97,10 @@ class GradThroughTimePanel(Panel):
         self.plot.addItem(self.message)
         self.ring = StepRing(self.keep_box.value())
         self.levels = SteadyRange(decay=0.98)
-        self.shown_levels = LevelGate()    # what image and bar show: changes in steps
+        self.shown_levels = LevelGate(tol=0.08)   # what image and bar show: in steps
+        # x moves in steps (headroom for ~10% more steps), not with every snapshot: the
+        # bottom axis then stays cached between steps (_perf.py)
+        self.plot_x = ViewRange(self.plot.getViewBox(), "x", pad=(0.0, 0.1), shrink=0.0)
         self.shown = None              # (T, C) image drawn
         self.grid_steps = None         # (C,) step of each column
         self._recorded = None
@@ -132,7 +135,7 @@ class GradThroughTimePanel(Panel):
             self._yspan = T
             self.plot.setLimits(yMin=0, yMax=T)
             self.plot.setYRange(0, T, padding=0)
-        self.plot.setXRange(x0, x0 + width, padding=0)
+        self.plot_x.fit(x0, x0 + width)
         C = img.shape[1]
         self.grid_steps = x0 + (np.arange(C) + 0.5) * width / C
         self.shown = img
@@ -200,6 +203,7 @@ class GradThroughTimePanel(Panel):
         self.shown = None
         self.shown_levels.reset()
         self.side_range.reset()
+        self.plot_x.reset()
         self._yspan = None
 
     # ------------------------------------------------------------ export

@@ -11,11 +11,12 @@ edges stay put while the distribution moves, and old steps remain exact.
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
+from PySide6.QtGui import QPen
+from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel
 
 from rnnviewer.engine.analysis import nice_limit
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._perf import Rule, TextLine, cache_axes
+from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, StepRing, Throttle,
                                             color_bar, colormap, fmt, step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
@@ -161,13 +162,13 @@ class StripView:
         self.side.getAxis("left").setStyle(showValues=False)
         self.side.getAxis("left").setWidth(6)
         self.side.setYLink(self.plot)
-        self.bars = pg.BarGraphItem(x0=[0], y=[0], height=[1], width=[0],
-                                    brush=pg.mkBrush(COLORS["train"]), pen=None)
-        self.first = pg.PlotCurveItem(pen=pg.mkPen("#909090", width=1))
+        self.bars = HBars(COLORS["train"])
+        self.first = Trace(pg.mkPen("#909090", width=1))
         self.side.addItem(self.bars)
         self.side.addItem(self.first)
         if link is not None:
             self.plot.setXLink(link.plot)
+            self.plot.getViewBox().enableAutoRange(axis="x", enable=False)
         self.scale = "linear"
         self.panel = None
         self.yrange = None     # (lo, hi) of the y range set
@@ -180,6 +181,35 @@ class StripView:
     def _hover(self, row, col):
         if self.panel is not None:
             self.panel._on_strip_hover(self, row, col)
+
+
+class HBars(QGraphicsPathItem):
+    """Horizontal bars from x = 0 to `widths` between consecutive `edges` on y, as one
+    filled outline drawn by Qt alone (a BarGraphItem redraws a QPicture of one rect per
+    bar in Python after every change)."""
+
+    def __init__(self, color):
+        super().__init__()
+        self.setPen(QPen(Qt.PenStyle.NoPen))
+        self.setBrush(pg.mkBrush(color))
+        self.edges = self.widths = None
+
+    def setData(self, edges, widths):
+        e = np.asarray(edges, dtype=np.float64)                 # (n + 1,)
+        w = np.asarray(widths, dtype=np.float64)                # (n,)
+        self.edges, self.widths = e, w
+        w = np.where(np.isfinite(w), w, 0.0)
+        xs = np.concatenate([[0.0], np.repeat(w, 2), [0.0]])
+        ys = np.repeat(e, 2)
+        path = pg.arrayToQPath(xs, ys, connect="all", finiteCheck=False)
+        path.closeSubpath()
+        self.setPath(path)
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):
+        d = self.widths if ax == 0 else self.edges
+        if d is None or not len(d):
+            return (None, None)
+        return (float(min(0.0, d.min())), float(d.max()))
 
 
 @register_panel
@@ -228,6 +258,9 @@ class HistogramsPanel(Panel):
         layout.setColumnStretchFactor(0, 5)
         layout.setColumnStretchFactor(2, 1)
         cache_axes(self.view)
+        # x (shared by both strips) moves in steps with ~10% headroom, not every frame
+        self.x_range = ViewRange(self.strips["params"].plot.getViewBox(), "x",
+                                 pad=(0.0, 0.1), shrink=0.0)
         self.store = HistoryStore()
         self.ranges = {}               # (entry, which, scale) -> (lo, hi)
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
@@ -321,7 +354,7 @@ class HistogramsPanel(Panel):
                 sv.yrange = (lo, hi)
                 sv.plot.setLimits(yMin=lo, yMax=hi)
                 sv.plot.setYRange(lo, hi, padding=0)
-            sv.plot.setXRange(x0, x0 + width, padding=0)
+            self.x_range.fit(x0, x0 + width)
             label = sv.title if scale == "linear" else f"log\u2081\u2080|{sv.title[0]}|"
             if sv.label != label:
                 sv.label = label
@@ -329,8 +362,7 @@ class HistogramsPanel(Panel):
             sv.zero.setVisible(scale == "linear")
             centres = 0.5 * (edges[1:] + edges[:-1])
             total = max(counts[-1].sum(), 1.0)
-            sv.bars.setOpts(x0=np.zeros(BINS), y=centres, height=np.full(BINS, (hi - lo) / BINS),
-                            width=100.0 * counts[-1] / total)
+            sv.bars.setData(edges, 100.0 * counts[-1] / total)
             sv.first.setData(100.0 * counts[0] / max(counts[0].sum(), 1.0), centres)
             sv.edges, sv.steps, sv.shown, sv.counts = edges, steps, img, counts
             latest = rows[-1]
@@ -364,6 +396,7 @@ class HistogramsPanel(Panel):
     def on_reset(self):
         self.store.clear()
         self.ranges.clear()
+        self.x_range.reset()
         self.throttle.reset()
         self._recorded = None
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 from rnnviewer.engine.analysis import DEFAULT_GATE
 from rnnviewer.engine.analysis import spectrum as engine_spectrum
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._perf import TextLine, ViewRange, set_text
+from rnnviewer.ui.panels._perf import Rule, TextLine, ViewRange, set_text
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
                                             single_thread_blas)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
@@ -93,7 +93,8 @@ class SpectrumPanel(Panel):
         self.curves = self.view.addPlot(row=0, col=1)
         style_plot(self.curves, left="value", bottom="step")
         self.curves.addLegend(offset=(-5, -5), labelTextSize="8pt")
-        self.curves.addLine(y=1.0, pen=pg.mkPen("#808080", width=1, style=Qt.PenStyle.DashLine))
+        self.curves.addItem(Rule(1.0, angle=0, pen=pg.mkPen("#808080", width=1,
+                                                           style=Qt.PenStyle.DashLine)))
         self.rho_curve = self.curves.plot(pen=PENS["train"], name="spectral radius \u03c1")
         self.sigma_curve = self.curves.plot(pen=PENS["accent"], name="largest singular value")
         for c in (self.rho_curve, self.sigma_curve):
@@ -113,6 +114,7 @@ class SpectrumPanel(Panel):
         self._gates = None
         self._rr = 0                    # round robin over the gates not shown
         self._computed = None           # the snapshot last computed from
+        self._first_drawn = None        # the GateTrack.first shown by first_pts
         self.plane.setRange(xRange=(-1.15, 1.15), yRange=(-1.15, 1.15), padding=0)
 
     # ------------------------------------------------------------ data
@@ -174,7 +176,9 @@ class SpectrumPanel(Panel):
         step, eig = tr.last
         fstep, feig = tr.first
         self.now_pts.setData(eig.real, eig.imag)
-        self.first_pts.setData(feig.real, feig.imag)
+        if self._first_drawn is not tr.first:     # it changes only with the run or gate
+            self._first_drawn = tr.first
+            self.first_pts.setData(feig.real, feig.imag)
         top = eig[np.argmax(np.abs(eig))]
         self.top_pts.setData([top.real], [top.imag])
         self._rename(self.now_pts, f"step {step}")
@@ -223,6 +227,7 @@ class SpectrumPanel(Panel):
         self.radius.reset()
         self.throttle.reset()
         self._computed = None
+        self._first_drawn = None
         for item in (self.now_pts, self.first_pts, self.top_pts):
             item.setData([], [])
         for c in (self.rho_curve, self.sigma_curve):

@@ -358,7 +358,9 @@ class StateSpacePanel(Panel):
         self.end_text.setPos(xy[-1, 0], xy[-1, 1])
         evr = self.pca.explained_variance_ratio
         for axis, i in (("bottom", a), ("left", b)):
-            share = f" ({100 * evr[i]:.1f}% var.)" if i < len(evr) else ""   # fits a short axis
+            # whole percent: the label (and so the axis and the plot's layout) changes
+            # only now and then, not with every refit
+            share = f" ({100 * evr[i]:.0f}% var.)" if i < len(evr) else ""   # fits a short axis
             text = f"PC{i + 1}{share}"
             if self._axis_text.get(axis) != text:
                 self._axis_text[axis] = text
