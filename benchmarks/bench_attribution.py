@@ -9,9 +9,10 @@ one warm-up call (which also compiles numba kernels). A 30 Hz frame is 33 ms, a 
 one 16.7 ms. "cpu" repeats IG and no-params as process CPU time (ms, all threads): on
 a machine shared with other jobs, wall time measures the queue, CPU time the work.
 "model" is one bare forward + full backward (every parameter gradient) of the same
-(steps + 2)-row batch that IG runs; "no-params" the same with
-`Model.backward(params=False)`, as the attributions run it: the floor for IG through
-`Model`. `--threads 1` runs the numba kernels on one thread (steadier figures on a
+(steps + 2)-row batch that IG runs, as dense rows; "no-params" the same with
+`Model.backward(params=False)`: the floor for IG through `Model`. IG of one-hot text
+on the GRU/LSTM kernels takes the token path instead (scaled token ids, input gradient
+at the hot positions only), so it can beat that floor. `--threads 1` runs the numba kernels on one thread (steadier figures on a
 busy machine). Set OPENBLAS_NUM_THREADS=1 on shared machines (2-thread OpenBLAS stalls
 there, see shared/NOTES.md).
 """
@@ -89,8 +90,8 @@ def main():
                           else rng.normal(size=(1, args.T, 1)).astype(np.float32))
                 r = args.repeats
                 ig = median_ms(lambda: A.integrated_gradients(m, x, -1, 0, steps=args.steps), r)
-                # IG's rows: points on the path from the zero baseline to x (dense, not
-                # one-hot: the gated cells' row lookup does not apply), then x and 0
+                # IG's rows as dense inputs: points on the path from the zero baseline to
+                # x, then x and 0 (IG itself gives GRU/LSTM text scaled token ids)
                 xs = x * np.linspace(0.0, 1.0, args.steps + 2, dtype=np.float32)[:, None, None]
                 dy = np.zeros((len(xs), args.T, O), np.float32)
                 dy[:, -1, 0] = 1.0

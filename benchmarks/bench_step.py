@@ -2,6 +2,7 @@
 
     python benchmarks/bench_step.py [--cell rnn|gru|lstm] [--repeats 5] [--min-time 0.5]
                                     [--configs 0,1,2,3] [--no-torch] [--no-compile]
+                                    [--baseline DIR]
 
 Every side runs in its own worker process (PyTorch's OpenMP and OpenBLAS threads
 interfere when mixed, shared/NOTES.md) and all of them are measured interleaved: each
@@ -16,6 +17,9 @@ and the table reports medians over the rounds. Workers:
 - torch: `torch.nn.RNN/GRU/LSTM(batch_first=True)` + `torch.nn.Linear`, `torch.optim.SGD`,
   one-hot float x; best of 1 and 2 threads (torch.set_num_threads).
 - ceiling: numpy float32 2048x2048 matmul GFLOP/s on 1 and 2 threads.
+- before (with --baseline DIR): the engine again, imported from DIR (a copy of an older
+  `rnnviewer` package: DIR/rnnviewer/...), interleaved with the rest, for before/after
+  tables measured in the same conditions.
 
 All sides start from the same weights and data; the first losses are checked to agree.
 GFLOP/s counts the dense model FLOPs of a training step, the same for every side:
@@ -161,9 +165,11 @@ def worker(kind, cell, params_file):
                 sides[k].step()  # warm-up
             reply = {"setup_s": time.perf_counter() - t0, "first_loss": first}
             if kind == "numba":
+                import rnnviewer
                 from rnnviewer.engine.kernels import blas
 
-                reply["blas"] = f"{blas.BLAS}, {blas.BLAS_THREADS} thread(s)"
+                reply["blas"] = (f"{blas.BLAS}, {blas.BLAS_THREADS} thread(s); engine from "
+                                 f"{os.path.dirname(os.path.dirname(rnnviewer.__file__))}")
         elif cmd["cmd"] == "run":
             side = sides[cmd["config"]]
             n, t0 = 0, time.perf_counter()
@@ -285,6 +291,9 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-numpy", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip the cold/cached timing")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time the engine imported from DIR (holding an older copy of "
+                         "the rnnviewer package), interleaved: a before/after comparison")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     ap.add_argument("--first-steps", action="store_true", help=argparse.SUPPRESS)
@@ -306,6 +315,11 @@ def main():
     _initial_params(args.cell, configs, params_file)
     specs = [("engine/1", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "1"}),
              ("engine/2", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "2"})]
+    if args.baseline:
+        base = {"PYTHONPATH": os.pathsep.join(
+            [os.path.abspath(args.baseline)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        specs += [("before/1", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "1", **base}),
+                  ("before/2", "numba", {**_threads_env(1), "NUMBA_NUM_THREADS": "2", **base})]
     if not args.no_numpy:
         specs += [("numpy/1", "numpy", _threads_env(1)), ("numpy/2", "numpy", _threads_env(2))]
     if not args.no_torch:
@@ -379,6 +393,26 @@ def main():
                 ratios.append("-")
         cells += ratios + [f"{100 * eng * gf / top:.0f}%"]
         print("| " + " | ".join(cells) + " |")
+    if args.baseline:
+        print()
+        print(f"before (engine from {args.baseline}) / after, same rounds: steps/s, GFLOP/s in "
+              "brackets")
+        head = ["I,H,O,T,B loss", "before best", "after best", "after/before",
+                "before % of ceiling", "after % of ceiling"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for k, cfg in enumerate(configs):
+            I, H, O, T, B, loss = cfg
+            gf = step_flops(args.cell, I, H, O, T, B) / 1e9
+            best = {}
+            for side in ("before", "engine"):
+                names = [n for n, _, _ in specs if n.startswith(side + "/")]
+                best[side] = (max(med[n, k] for n in names),
+                              max(names, key=lambda n: med[n, k]).split("/")[1])
+            (b, bt), (a, at) = best["before"], best["engine"]
+            print(f"| {I},{H},{O},{T},{B} {loss} | {b:.0f} ({b * gf:.0f}) [{bt}t] | "
+                  f"{a:.0f} ({a * gf:.0f}) [{at}t] | {a / b:.2f}x | {100 * b * gf / top:.0f}% | "
+                  f"{100 * a * gf / top:.0f}% |")
     print()
     print("medians per side (steps/s):")
     print("| config | " + " | ".join(w.name for w in step_workers) + " |")

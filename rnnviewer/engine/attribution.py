@@ -169,6 +169,22 @@ def _baseline(model, x, baseline):
             from None
 
 
+def _token_ids(model, x, baseline, base):
+    """x's token ids (B, T) when integrated gradients can take the token path: x one-hot,
+    a zero baseline and a kernel that scales token-id rows (`forward.accepts_row_scale`;
+    its backward then takes hot_only=True); else None. The path's points are then
+    alpha * one-hot: a scaled row lookup of W_xh forward, and since attributions are
+    (x - 0) * gradient, only the gradient at each token's own position is needed (one
+    dot product per row, not an I-wide product)."""
+    if not getattr(model._fwd, "accepts_row_scale", False) or model.n_in < 2:
+        return None
+    if baseline is not None and np.any(base):
+        return None
+    if not np.all((x == 0) | (x == 1)) or not np.all(x.sum(-1) == 1):
+        return None
+    return x.argmax(-1)
+
+
 def _h0_rows(model, h0, rows):
     """Select the initial state of each row's sequence (None stays None)."""
     if h0 is None:
@@ -180,34 +196,47 @@ def _h0_rows(model, h0, rows):
     return np.asarray(h0)[rows]
 
 
-def _forward(model, x, h0):
+def _forward(model, x, h0, scale=None):
     """`model.forward(x, h0)` without the readout (trace.y is None): the objective
     computes from h only the outputs it needs (one unit at one step, or the loss rows),
-    and nothing flows back through the readout. x as `model.forward` takes it."""
+    and nothing flows back through the readout. x as `model.forward` takes it; scale
+    (rows,) with token ids x (kernels with `accepts_row_scale` only): row r's inputs are
+    scale[r] times its one-hot rows."""
     x, h0, c0 = model._prepare(x, h0)
     xk = x
     if x.ndim == 2 and not getattr(model._fwd, "accepts_token_ids", False):
         xk = model.one_hot(x)
-    out = model._fwd(model.params, xk, h0, c0)
+    if scale is None:
+        out = model._fwd(model.params, xk, h0, c0)
+    else:
+        out = model._fwd(model.params, xk, h0, c0, scale=scale)
     return Trace(x=x, h=out["h"], y=None, c=out["c"], gates=out["gates"], h0=h0, c0=c0,
                  _out=out, _xk=xk)
 
 
-def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=None):
+def _run(model, obj, make, n_rows, rows, h0, batch_size, grads=True, weights=None,
+         scale=None):
     """f (R,) and df/dx for the rows make(lo, hi) -> (hi - lo, T, I) builds, at most
     batch_size rows per forward pass; rows[r] is row r's sequence. df/dx is (R, T, I),
-    or with `weights` (R,) the weighted sum per sequence, (B, T, I) float64."""
+    or with `weights` (R,) the weighted sum per sequence, (B, T, I) float64.
+    With `scale` (R,) (the token path, `_token_ids`): make builds token ids (hi - lo, T),
+    row r's inputs are scale[r] times their one-hot rows, and df/dx holds only the
+    gradient at each token's own position: (R, T), or (B, T) with weights."""
     values = np.empty(n_rows)
     dx = None
     step = max(1, int(batch_size or DEFAULT_BATCH))
     for lo in range(0, n_rows, step):
         hi = min(n_rows, lo + step)
-        tr = _forward(model, make(lo, hi), _h0_rows(model, h0, rows[lo:hi]))
+        h0_r = _h0_rows(model, h0, rows[lo:hi])
+        tr = _forward(model, make(lo, hi), h0_r, None if scale is None else scale[lo:hi])
         v, dh = obj(tr, rows[lo:hi], seeds=grads)
         values[lo:hi] = v
         if not grads:
             continue
-        g = model.backward(tr, dh=dh, params=False)["x"]       # no parameter gradients
+        if scale is None:
+            g = model.backward(tr, dh=dh, params=False)["x"]   # no parameter gradients
+        else:  # (hi - lo, T): dL/dx at the hot positions only
+            g = model._bwd(model.params, tr._xk, tr._out, dh, params=False, hot_only=True)["x"]
         if weights is None:
             if dx is None:
                 dx = np.empty((n_rows,) + g.shape[1:], g.dtype)
@@ -282,7 +311,9 @@ def integrated_gradients(model, x, t, k, baseline=None, steps=50, *, method="gau
     sum_s w_s df/dx(baseline + a_s (x - baseline)); delta = attributions.sum() -
     (f(x) - f(baseline)), Captum's convergence delta. All steps, x and the baseline
     go through one batched forward + backward (steps * B + 2B rows, split only if
-    that exceeds batch_size).
+    that exceeds batch_size). One-hot x with a zero baseline on the numba GRU/LSTM
+    kernels takes the token path (`_token_ids`): the same values, without the dense
+    (rows, T, I) inputs and input gradients.
     """
     x = _check_x(model, x)
     base = _baseline(model, x, baseline)
@@ -307,10 +338,17 @@ def integrated_gradients(model, x, t, k, baseline=None, steps=50, *, method="gau
         return pts
 
     row_w = np.concatenate([np.repeat(w, B), np.zeros(2 * B)])
-    values, avg = _run(model, obj, make, (S + 2) * B, rows, h0, batch_size,
-                       weights=row_w)                              # avg (B, Th, I)
+    ids = _token_ids(model, x, baseline, base)
     attr = np.zeros((B, T, I))
-    attr[:, :Th] = avg * (xc - bc)
+    if ids is not None:  # rows: token ids scaled by coef; x - 0 is 1 at the hot positions
+        idc = np.ascontiguousarray(ids[:, :Th])                    # (B, Th)
+        values, avg = _run(model, obj, lambda lo, hi: idc[rows[lo:hi]], (S + 2) * B, rows,
+                           h0, batch_size, weights=row_w, scale=coef)  # avg (B, Th)
+        np.put_along_axis(attr[:, :Th], idc[..., None], avg[..., None], axis=-1)
+    else:
+        values, avg = _run(model, obj, make, (S + 2) * B, rows, h0, batch_size,
+                           weights=row_w)                          # avg (B, Th, I)
+        attr[:, :Th] = avg * (xc - bc)
     f_x, f_b = values[S * B:S * B + B], values[S * B + B:]
     delta = attr.sum((1, 2)) - (f_x - f_b)
     return attr.astype(model.dtype), delta

@@ -3,40 +3,47 @@
     [i, f, g, o] = [sig, sig, tanh, sig](W_xh x + b_xh + W_hh h + b_hh)
     c' = f * c + i * g        h' = o * tanh(c')
 
-x is (B, T, I) floats or (B, T) integer token ids. Only the recurrent product stays in
-the time loop; the input projection (a row lookup for one-hot inputs and token ids),
-every weight gradient and dL/dx are one BLAS call each per batch chunk. Large batches
-run one chunk per numba thread (one fork/join per pass, per-chunk gradient buffers);
-float32 uses a rational tanh with fastmath, float64 is exact.
+x is (B, T, I) floats or (B, T) integer token ids, optionally scaled per sequence
+(`forward(..., scale=)`: integrated gradients' points on the path from 0). The
+recurrent product of each step runs register tiles over W_hh packed in column panels
+(`packed.mm_packed`) for chunks of more than SMALL_M rows, dot products for one or two.
+Token ids, one-hot rows and 1-feature inputs are read row by row in the time loop
+(rows of W_xh.T, no (B, T, G) projection), and their dL/dx is a dot product per row
+there too (`backward(..., hot_only=True)`: only at each token's own position); other
+inputs take one BLAS call each for the projection and dL/dx. Weight gradients are one
+BLAS call each per batch chunk. Large batches run one chunk per numba thread (one
+fork/join per pass, per-chunk gradient buffers); float32 uses a rational tanh with
+fastmath, float64 is exact.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from rnnviewer.engine.kernels._gated_common import (
-    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, chunks, gemm, matmul_rows,
-    jit_variants, matmul_rows_t, prepare_input, sigmoid, sum_chunks, tanh, transpose)
+    JIT_F32, JIT_F32_PAR, JIT_F64, JIT_F64_PAR, SMALL_M, _axpy_rows, _dot_rows, chunks, gemm,
+    jit_variants, prepare_input, sigmoid, sum_chunks, tanh)
+from rnnviewer.engine.kernels._gated_wrap import dx_weights, packed_weight, row_scale
+from rnnviewer.engine.kernels.packed import mm_packed
 
 MIN_CHUNK_ROWS = 4  # batch rows per thread below which the serial kernel runs
 
 
 # ------------------------------------------------------------------ row-range bodies
 # Plain functions jitted once per dtype below (jit_variants); b0..b1 is a batch chunk.
-def _fwd_rows(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur, ccur,
-              b0, b1):
-    """Batch rows b0..b1. W_in is W_xh (4H,I), or W_xh.T (I,4H) when oh holds row ids.
-    xp (B,T,4H) scratch; hp (Bc,4H), hcur, ccur (Bc,H) this chunk's."""
+def _fwd_rows(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur,
+              ccur, b0, b1):
+    """Batch rows b0..b1. W_in is W_xh.T (I,4H) when oh holds row ids or I = 1: the time
+    loop then reads input rows directly (sc (B,) scales row b's one-hot rows; empty: 1);
+    else W_in is W_xh (4H,I) and xp (B,T,4H) their projection, one gemm first. W_hh_P is
+    W_hh.T packed (`_gated_wrap.packed_weight`) for chunks of more than SMALL_M rows; hp
+    (Bc,4H), hcur, ccur (Bc,H) this chunk's."""
     B, T, H = h.shape
     G = 4 * H
     Bc = b1 - b0
     R0 = b0 * T
-    if oh.size:  # one-hot rows / token ids: W_in is W_xh.T, xp rows are its rows
-        xp2 = xp.reshape(B * T, G)
-        for row in range(R0, R0 + Bc * T):
-            wk = W_in[oh[row]]
-            for q in range(G):
-                xp2[row, q] = wk[q]
-    else:
+    direct = oh.size > 0 or x.shape[2] == 1  # input rows read in the time loop, no xp
+    one = h.dtype.type(1.0)
+    if not direct:
         I = x.shape[2]
         gemm(False, True, Bc * T, G, I, 1.0, x, R0 * I, I, W_in, 0, I, 0.0, xp, R0 * G, G)
     for bb in range(Bc):
@@ -44,19 +51,30 @@ def _fwd_rows(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp,
             hcur[bb, j] = h0[b0 + bb, j]
             ccur[bb, j] = c0[b0 + bb, j]
     hcur3 = hcur.reshape(Bc, 1, H)
-    for t in range(T):
-        matmul_rows_t(Bc, hcur3, 0, 0, W_hh, W_hh_T, hp)  # (Bc, G) = h_{t-1} @ W_hh.T
+    for t in range(T):  # (Bc, G) = h_{t-1} @ W_hh.T
+        if Bc <= SMALL_M:
+            _dot_rows(Bc, hcur3, 0, 0, W_hh, hp)
+        else:
+            mm_packed(Bc, hcur, 0, H, W_hh_P, H, G, hp, 0, G, 0.0)
         for bb in range(Bc):
             b = b0 + bb
-            xt = xp[b, t]
+            if oh.size:  # the input term is s * xt[q]: a (scaled) row of W_xh.T ...
+                xt = W_in[oh[b * T + t]]
+                s = sc[b] if sc.size else one
+            elif direct:  # ... x times its one column ...
+                xt = W_in[0]
+                s = x[b, t, 0]
+            else:  # ... or the projection done before the loop
+                xt = xp[b, t]
+                s = one
             hpb = hp[bb]
             hc = hcur[bb]
             cc = ccur[bb]
             for j in range(H):
-                ij = sigmoid(xt[j] + hpb[j] + bsum[j])
-                fj = sigmoid(xt[H + j] + hpb[H + j] + bsum[H + j])
-                gj = tanh(xt[2 * H + j] + hpb[2 * H + j] + bsum[2 * H + j])
-                oj = sigmoid(xt[3 * H + j] + hpb[3 * H + j] + bsum[3 * H + j])
+                ij = sigmoid(s * xt[j] + hpb[j] + bsum[j])
+                fj = sigmoid(s * xt[H + j] + hpb[H + j] + bsum[H + j])
+                gj = tanh(s * xt[2 * H + j] + hpb[2 * H + j] + bsum[2 * H + j])
+                oj = sigmoid(s * xt[3 * H + j] + hpb[3 * H + j] + bsum[3 * H + j])
                 cj = fj * cc[j] + ij * gj
                 hj = oj * tanh(cj)
                 gi[b, t, j] = ij
@@ -69,26 +87,35 @@ def _fwd_rows(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp,
                 hc[j] = hj
 
 
-def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-              gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
+def _bwd_rows(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht,
+              da, dx, gW_xh, gWxT, gW_hh, gb, dh0, dc0, gacc, dcn, b0, b1):
     """BPTT for rows b0..b1. da (B,T,4H) holds dL/d(pre-activations) [di, df, dg, do].
-    Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input), gW_hh,
-    gb (4H) (the same for b_xh and b_hh), all overwritten; an empty gW_hh (size 0, a
-    run-time flag) skips every parameter gradient."""
+    Gradients of this chunk go to gW_xh (4H,I) (gWxT (I,4H) for one-hot input, scaled
+    by sc), gW_hh, gb (4H) (the same for b_xh and b_hh), all overwritten; an empty gW_hh
+    (size 0, a run-time flag) skips every parameter gradient. W_hh_P is W_hh packed
+    (`_gated_wrap.packed_weight`) for chunks of more than SMALL_M rows. A non-empty W_in
+    (W_xh.T; for one-hot rows or I = 1): dx (B,T,1) gets dL/dx at each row's hot
+    position (its only column for I = 1) in the time loop, a dot product per row; else
+    dx (B,T,I) is the whole gradient, one gemm after the loop. da may then be a
+    (B,1,4H) step buffer (without parameter gradients nothing reads it after the step)."""
     B, T, H = h.shape
     G = 4 * H
     I = W_xh.shape[1]
     Bc = b1 - b0
+    Td = da.shape[1]  # T, or 1 for a step buffer
     one = h.dtype.type(1.0)
+    zero = h.dtype.type(0.0)
+    dx2 = dx.reshape(dx.size)
     gacc[:] = 0.0
     dcn[:] = 0.0
     for t in range(T - 1, -1, -1):
+        tt = t if Td > 1 else 0
         for bb in range(Bc):
             b = b0 + bb
             cprev = c[b, t - 1] if t > 0 else c0[b]
             gab = gacc[bb]
             dcb = dcn[bb]
-            dab = da[b, t]
+            dab = da[b, tt]
             for j in range(H):
                 d = dh_out[b, t, j] + gab[j]
                 dht[b, t, j] = d
@@ -103,7 +130,16 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
                 dab[2 * H + j] = dc * ij * (one - gj * gj)
                 dab[3 * H + j] = d * tc * oj * (one - oj)
                 dcb[j] = dc * fj
-        matmul_rows(Bc, da, b0, t, W_hh, gacc)  # (Bc, H) = d(pre-act) @ W_hh
+            if W_in.size:  # dL/dx at the hot position (the only column for I = 1)
+                wk = W_in[oh[b * T + t] if oh.size else 0]
+                acc = zero
+                for q in range(G):
+                    acc += dab[q] * wk[q]
+                dx2[b * T + t] = acc
+        if Bc <= SMALL_M:  # (Bc, H) = d(pre-act) @ W_hh
+            _axpy_rows(Bc, da, b0, tt, W_hh, gacc)
+        else:
+            mm_packed(Bc, da, (b0 * Td + tt) * G, Td * G, W_hh_P, G, H, gacc, 0, H, 0.0)
     for bb in range(Bc):
         for j in range(H):
             dh0[b0 + bb, j] = gacc[bb, j]
@@ -132,11 +168,13 @@ def _bwd_rows(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, 
             gWxT[:] = 0.0
             for row in range(R0, R0 + rows):
                 k = oh[row]
+                s = sc[row // T] if sc.size else one
                 for q in range(G):
-                    gWxT[k, q] += da2[row, q]
+                    gWxT[k, q] += s * da2[row, q]
         else:
             gemm(True, False, G, I, rows, 1.0, da, R0 * G, G, x, R0 * I, I, 0.0, gW_xh, 0, I)
-    gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
+    if not W_in.size:
+        gemm(False, False, rows, I, G, 1.0, da, R0 * G, G, W_xh, 0, I, 0.0, dx, R0 * I, I)
 
 
 _fwd_rows_f32, _fwd_rows_f64 = jit_variants(_fwd_rows)
@@ -147,18 +185,18 @@ _bwd_rows_f32, _bwd_rows_f64 = jit_variants(_bwd_rows)
 # One driver per (dtype, serial/parallel), compiled on first use: serial drivers run one
 # chunk, parallel ones one chunk per thread with per-chunk gradient buffers.
 @njit(**JIT_F32)
-def _fwd_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f32(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur,
-                  ccur, start, B)
+    _fwd_rows_f32(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+                  hcur, ccur, start, B)
 
 
 @njit(**JIT_F32_PAR)
-def _fwd_f32_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f32_par(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -166,24 +204,24 @@ def _fwd_f32_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, 
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f32(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+        _fwd_rows_f32(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
                       hcur, ccur, b0, b1)
 
 
 @njit(**JIT_F32)
-def _bwd_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-             gW_xh, gWxT, gW_hh, gb, dh0, dc0):
+def _bwd_f32(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da,
+             dx, gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
-    _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
+    _bwd_rows_f32(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht,
+                  da, dx, gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
 
 
 @njit(**JIT_F32_PAR)
-def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-                 gW_xh, gWxT, gW_hh, gb, dh0, dc0):
+def _bwd_f32_par(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht,
+                 da, dx, gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
     nch = gW_hh.shape[0]
     for k in prange(nch):
@@ -191,8 +229,9 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         b1 = (k + 1) * B // nch
         gacc = np.empty((b1 - b0, H), h.dtype)
         dcn = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows_f32(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-                  gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
+        _bwd_rows_f32(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out,
+                      dht, da, dx, gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0,
+                      b1)
     sum_chunks(gW_xh)
     sum_chunks(gWxT)
     sum_chunks(gW_hh)
@@ -200,18 +239,18 @@ def _bwd_f32_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
+def _fwd_f64(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     hp = np.empty((B, 4 * H), h.dtype)
     hcur = np.empty((B, H), h.dtype)
     ccur = np.empty((B, H), h.dtype)
-    _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp, hcur,
-                  ccur, start, B)
+    _fwd_rows_f64(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+                  hcur, ccur, start, B)
 
 
 @njit(**JIT_F64_PAR)
-def _fwd_f64_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
+def _fwd_f64_par(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, nch):
     B, H = h0.shape
     for k in prange(nch):
         b0 = k * B // nch
@@ -219,24 +258,24 @@ def _fwd_f64_par(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, 
         hp = np.empty((b1 - b0, 4 * H), h.dtype)
         hcur = np.empty((b1 - b0, H), h.dtype)
         ccur = np.empty((b1 - b0, H), h.dtype)
-        _fwd_rows_f64(x, oh, W_in, W_hh, W_hh_T, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
+        _fwd_rows_f64(x, oh, sc, W_in, W_hh, W_hh_P, bsum, h0, c0, h, c, gi, gf, gg, go, xp, hp,
                       hcur, ccur, b0, b1)
 
 
 @njit(**JIT_F64)
-def _bwd_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-             gW_xh, gWxT, gW_hh, gb, dh0, dc0):
+def _bwd_f64(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da,
+             dx, gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
     start = B - B  # a run-time 0 (a literal would compile the body again)
     gacc = np.empty((B, H), h.dtype)
     dcn = np.empty((B, H), h.dtype)
-    _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-              gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
+    _bwd_rows_f64(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht,
+                  da, dx, gW_xh[0], gWxT[0], gW_hh[0], gb[0], dh0, dc0, gacc, dcn, start, B)
 
 
 @njit(**JIT_F64_PAR)
-def _bwd_f64_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-                 gW_xh, gWxT, gW_hh, gb, dh0, dc0):
+def _bwd_f64_par(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out, dht,
+                 da, dx, gW_xh, gWxT, gW_hh, gb, dh0, dc0):
     B, H = h0.shape
     nch = gW_hh.shape[0]
     for k in prange(nch):
@@ -244,8 +283,9 @@ def _bwd_f64_par(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, d
         b1 = (k + 1) * B // nch
         gacc = np.empty((b1 - b0, H), h.dtype)
         dcn = np.empty((b1 - b0, H), h.dtype)
-        _bwd_rows_f64(x, oh, W_xh, W_hh, h0, c0, h, c, gi, gf, gg, go, dh_out, dht, da, dx,
-                  gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0, b1)
+        _bwd_rows_f64(x, oh, sc, W_xh, W_in, W_hh, W_hh_P, h0, c0, h, c, gi, gf, gg, go, dh_out,
+                      dht, da, dx, gW_xh[k], gWxT[k], gW_hh[k], gb[k], dh0, dc0, gacc, dcn, b0,
+                      b1)
     sum_chunks(gW_xh)
     sum_chunks(gWxT)
     sum_chunks(gW_hh)
@@ -262,39 +302,48 @@ def _weights(p):
     return [np.ascontiguousarray(p[k], dtype=dt) for k in ("W_xh", "W_hh", "b_xh", "b_hh")]
 
 
-def forward(p, x, h0, c0):
-    """x (B,T,I) or (B,T) ids, h0, c0 (B,H) -> dict(h, c (B,T,H), gates {i,f,g,o}, cache)."""
+def forward(p, x, h0, c0, scale=None):
+    """x (B,T,I) or (B,T) ids, h0, c0 (B,H) -> dict(h, c (B,T,H), gates {i,f,g,o}, cache).
+
+    scale (B,), with token ids only: row b's inputs are scale[b] times its one-hot rows
+    (the same as x = scale[:, None, None] * one-hot, without the dense product).
+    """
     W_xh, W_hh, b_xh, b_hh = _weights(p)
     dt = W_hh.dtype
     G, I = W_xh.shape
     H = G // 4
     x3, oh = prepare_input(x, dt, I)
     B, T = np.shape(x)[:2]
+    sc = row_scale(scale, x, B, dt)
     h0 = np.ascontiguousarray(h0, dtype=dt)
     c0 = np.ascontiguousarray(c0, dtype=dt)
     h, c, gi, gf, gg, go = (np.empty((B, T, H), dt) for _ in range(6))
-    xp = np.empty((B, T, G), dt)
+    direct = oh.size > 0 or I == 1  # rows of W_xh.T read in the time loop, no projection
+    xp = np.empty((0, 0, 0) if direct else (B, T, G), dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
-    W_in = np.ascontiguousarray(W_xh.T) if oh.size else W_xh  # one-hot: rows to look up
-    args = (x3, oh, W_in, W_hh, transpose(W_hh), b_xh + b_hh, h0, c0, h, c, gi, gf, gg, go,
-            xp)
+    W_in = np.ascontiguousarray(W_xh.T) if direct else W_xh
+    args = (x3, oh, sc, W_in, W_hh, packed_weight(W_hh, True, B, nch), b_xh + b_hh, h0, c0, h,
+            c, gi, gf, gg, go, xp)
     if nch > 1:
         _FWD[dt.itemsize, True](*args, nch)
     else:
         _FWD[dt.itemsize, False](*args)
     return {"h": h, "c": c, "gates": {"i": gi, "f": gf, "g": gg, "o": go},
-            "cache": {"h0": h0, "c0": c0, "x3": x3, "onehot": oh}}
+            "cache": {"h0": h0, "c0": c0, "x3": x3, "onehot": oh, "scale": sc}}
 
 
 forward.accepts_token_ids = True
+forward.accepts_row_scale = True
 
 
-def backward(p, x, out, dh_out, params=True):
+def backward(p, x, out, dh_out, params=True, hot_only=False):
     """Full BPTT from dh_out (B,T,H) = dL/dh_t from outside the recurrence.
 
     Returns W_xh, W_hh, b_xh, b_hh, "x" (B,T,I), "h" (B,T,H) total dL/dh_t, "h0", "c0" (B,H);
     params=False skips the parameter gradients (the same compiled kernel, given empty
     gradient buffers) and returns only "x", "h", "h0" and "c0", with the same values.
+    hot_only (token ids or one-hot rows): "x" is (B,T), dL/dx at each row's hot position
+    only (dot products instead of the (B,T,I) product).
     """
     W_xh, W_hh, _, _ = _weights(p)
     dt = W_hh.dtype
@@ -306,12 +355,15 @@ def backward(p, x, out, dh_out, params=True):
         x3, oh = cache["x3"], cache["onehot"]
     else:
         x3, oh = prepare_input(x, dt, I)
+    sc = cache.get("scale", np.empty(0, dt))
+    W_in = dx_weights(W_xh, hot_only, oh)  # non-empty: dL/dx in the time loop
     B, T = out["h"].shape[:2]
+    Td = 1 if W_in.size and not params else T  # then (B, 1, .) step buffers
     dh_out = np.ascontiguousarray(dh_out, dtype=dt)
     nch = chunks(B, MIN_CHUNK_ROWS)
     dht = np.empty((B, T, H), dt)
-    da = np.empty((B, T, G), dt)
-    dx = np.empty((B, T, I), dt)
+    da = np.empty((B, Td, G), dt)
+    dx = np.empty((B, T, 1 if W_in.size else I), dt)
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt)
     if params:  # per-chunk gradients
@@ -322,9 +374,13 @@ def backward(p, x, out, dh_out, params=True):
     else:  # empty buffers: the kernel skips every parameter gradient
         gW_xh, gWxT, gW_hh = (np.empty((nch, 0, 0), dt) for _ in range(3))
         gb = np.empty((nch, 0), dt)
-    _BWD[dt.itemsize, nch > 1](x3, oh, W_xh, W_hh, cache["h0"], cache["c0"], out["h"],
-                                out["c"], g["i"], g["f"], g["g"], g["o"], dh_out, dht, da, dx,
-                                gW_xh, gWxT, gW_hh, gb, dh0, dc0)
+    W_hh_P = packed_weight(W_hh, False, B, nch)
+    _BWD[dt.itemsize, nch > 1](x3, oh, sc, W_xh, W_in, W_hh, W_hh_P,
+                                cache["h0"], cache["c0"], out["h"], out["c"], g["i"], g["f"],
+                                g["g"], g["o"], dh_out, dht, da, dx, gW_xh, gWxT, gW_hh, gb, dh0,
+                                dc0)
+    if hot_only:
+        dx = dx.reshape(B, T)
     if not params:
         return {"x": dx, "h": dht, "h0": dh0, "c0": dc0}
     dW_xh = np.ascontiguousarray(gWxT[0].T) if oh.size else gW_xh[0]

@@ -6,7 +6,8 @@ Same contract as `numpy_cells.rnn_forward/rnn_backward`, plus `loss_and_grads`, 
 whole training step fused with the readout and loss of `kernels/head.py`. x is
 (B, T, I) floats or (B, T) integer token ids (one-hot rows of size I: a row gather
 forward and a scatter-add backward, never a matmul). Only W_hh h stays in the time loop
-(`rec_mm`: vector register tiles, or dot products for one or two rows); the input
+(from H = 128: `packed.mm_packed`, register tiles over W_hh packed once per call; below
+it `rec_mm`: vector register tiles, or dot products for one or two rows); the input
 projection and every weight gradient are single BLAS calls per batch chunk. Large
 batches run one chunk of rows per thread (one fork/join per call, per-chunk gradient
 buffers); small ones run the serial kernel.
@@ -22,15 +23,22 @@ from rnnviewer.engine.kernels._common import (JIT_DRIVER, JIT_F32, JIT_F64, JIT_
                                               act_tanh, carve, chunk_count, ids_in_range,
                                               input_grads, project_input, rec_mm, transpose)
 from rnnviewer.engine.kernels.blas import gemm
+from rnnviewer.engine.kernels.packed import mm_packed, pack
 from rnnviewer.errors import ConfigError
 
 PARALLEL_MIN_ROWS = 8  # batch rows per chunk below which splitting does not pay
+# Packed-panel recurrent products (`mm_packed`) from this H and this many rows per chunk
+# on; below, `rec_mm`. Per-step product, float32, one core, GFLOP/s rec_mm -> packed:
+# H = 32, 16 rows 69 -> 59; H = 128, 16 rows 62 -> 86; H = 512, 8 rows 59 -> 86.
+PACKED_MIN_H = 128
+PACKED_MIN_ROWS = 2
 
 
 # ---------------------------------------------------------------- row-range bodies
 @njit(inline="always")
-def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
-    """h[b0:b1] (B, T, H): input projection, then the time loop (W_hh_T = W_hh.T)."""
+def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
+    """h[b0:b1] (B, T, H): input projection, then the time loop: `mm_packed` over
+    P_hh (`rec_weights`) when it is not empty, else `rec_mm` with W_hh_T = W_hh.T."""
     B, T, H = h.shape
     m = b1 - b0
     project_input(x, ids, W_xh, W_xh_T, h, b0, b1)
@@ -40,7 +48,10 @@ def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
             src, off, ld = h0f, b0 * H, H
         else:
             src, off, ld = hf, (b0 * T + t - 1) * H, T * H
-        rec_mm(m, src, off, ld, W_hh, W_hh_T, hf, (b0 * T + t) * H, T * H, 1.0)
+        if P_hh.size:  # packed W_hh.T panels (`rec_weights`)
+            mm_packed(m, src, off, ld, P_hh, H, H, hf, (b0 * T + t) * H, T * H, 1.0)
+        else:
+            rec_mm(m, src, off, ld, W_hh, W_hh_T, hf, (b0 * T + t) * H, T * H, 1.0)
         for b in range(b0, b1):
             hb = h[b, t]
             for j in range(H):
@@ -48,8 +59,8 @@ def _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
 
 
 @njit(inline="always")
-def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
-              b1):
+def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh,
+              gb, b0, b1):
     """BPTT over rows b0:b1 from dh_out (dL/dh_t from outside the recurrence): writes
     dh (total dL/dh_t), da (scratch), dx, dh0 rows and this chunk's weight gradients
     gW_xh (H, I) ((I, H) for token ids), gW_hh (H, H), gb (H,). Empty gradient buffers
@@ -75,7 +86,10 @@ def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh,
             dst, off, ld = dhf, (b0 * T + t - 1) * H, T * H
         else:
             dst, off, ld = dh0f, b0 * H, H
-        rec_mm(m, daf, (b0 * T + t) * H, T * H, W_hh_T, W_hh, dst, off, ld, 0.0)
+        if P_hh.size:  # W_hh's packed panels (the second half)
+            mm_packed(m, daf, (b0 * T + t) * H, T * H, P_hh[H * H:], H, H, dst, off, ld, 0.0)
+        else:
+            rec_mm(m, daf, (b0 * T + t) * H, T * H, W_hh_T, W_hh, dst, off, ld, 0.0)
     if gb.size:
         gb[:] = 0.0  # bias: sum of da over the chunk's rows
         for b in range(b0, b1):
@@ -97,53 +111,56 @@ def _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh,
 # The arithmetic compiles once per dtype with that dtype's flags; the drivers below do
 # no arithmetic, so one generic function serves both dtypes (specialised by type).
 @njit(**JIT_F32)
-def _fwd_f32(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
-    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
+def _fwd_f32(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
+    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F64)
-def _fwd_f64(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
-    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
+def _fwd_f64(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
+    _fwd_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_F32)
-def _bwd_f32(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+def _bwd_f32(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
              b0, b1):
-    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+              b0, b1)
 
 
 @njit(**JIT_F64)
-def _bwd_f64(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+def _bwd_f64(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
              b0, b1):
-    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+    _bwd_rows(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb,
+              b0, b1)
 
 
-def _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+def _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
     """_fwd_f32 or _fwd_f64 by dtype (resolved at typing)."""
 
 
 @overload(_fwd, inline="always")
-def _fwd_ol(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
+def _fwd_ol(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
     fn = _fwd_f32 if h.dtype == types.float32 else _fwd_f64
 
-    def impl(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1):
-        fn(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
+    def impl(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1):
+        fn(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1)
     return impl
 
 
-def _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+def _bwd(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
          b1):
     """_bwd_f32 or _bwd_f64 by dtype (resolved at typing)."""
 
 
 @overload(_bwd, inline="always")
-def _bwd_ol(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+def _bwd_ol(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
             b1):
     fn = _bwd_f32 if h.dtype == types.float32 else _bwd_f64
 
-    def impl(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+    def impl(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
              b1):
-        fn(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0, b1)
+        fn(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb, b0,
+           b1)
     return impl
 
 
@@ -155,58 +172,76 @@ def _rows(c, n, B):
 
 
 @njit(**JIT_PAR)
-def _fwd_par(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, n):
+def _fwd_par(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, n):
     for i in prange(n):
         _, b0, b1 = _rows(i, n, h.shape[0])
-        _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
+        _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1)
 
 
 @njit(**JIT_PAR)
-def _bwd_par(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
+def _bwd_par(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh, gW_hh, gb):
     n = gb.shape[0]
     for i in prange(n):
         c, b0, b1 = _rows(i, n, h.shape[0])
-        _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
-             b0, b1)
+        _bwd(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c],
+             gb[c], b0, b1)
 
 
 # ---------------------------------------------------------------- fused training pass
 # Each batch chunk runs forward, readout + loss, readout backward and BPTT back to back:
 # one fork/join per training step, and a chunk's activations stay in its core's cache.
 @njit(**JIT_DRIVER)
-def _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
+def _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
                 scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
                 c, b0, b1):
     """Rows b0:b1 of one training step: mse against tgt (B, T, O), or xent against the
     class ids ids_tgt (B, T) when tgt is empty."""
-    _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, h, b0, b1)
+    _fwd(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, h, b0, b1)
     head.loss_rows(h, W_hy, b_y, tgt, ids_tgt, w, scale, y, dy, part, c, b0, b1)
     head.back_rows(h, dy, W_hy, h[:0], dh_out, gW_hy[c], gb_y[c], b0, b1)  # no extra dL/dh
-    _bwd(x, ids, W_xh, W_hh, W_hh_T, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c], gb[c],
-         b0, b1)
+    _bwd(x, ids, W_xh, W_hh, W_hh_T, P_hh, h0, h, dh_out, dh, da, dx, dh0, gW_xh[c], gW_hh[c],
+         gb[c], b0, b1)
 
 
 @njit(**JIT_DRIVER)
-def _train(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, ids_tgt, w, scale,
+def _train(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, W_hy, b_y, tgt, ids_tgt, w, scale,
            h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb):
     c, b0, b1 = _rows(0, 1, h.shape[0])
-    _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
+    _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
                 scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb,
                 c, b0, b1)
 
 
 @njit(**JIT_PAR)
-def _train_par(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
+def _train_par(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, W_hy, b_y, tgt, ids_tgt, w,
                scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb):
     n = part.shape[0]
     for i in prange(n):
         c, b0, b1 = _rows(i, n, h.shape[0])
-        _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, bias, h0, W_hy, b_y, tgt, ids_tgt,
+        _train_rows(x, ids, W_xh, W_xh_T, W_hh, W_hh_T, P_hh, bias, h0, W_hy, b_y, tgt, ids_tgt,
                     w, scale, h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh,
                     gW_hh, gb, c, b0, b1)
 
 
 # ---------------------------------------------------------------- public wrappers
+_NO_W = {4: np.zeros((0, 0), np.float32), 8: np.zeros((0, 0), np.float64)}
+_NO_P = {4: np.zeros(0, np.float32), 8: np.zeros(0, np.float64)}
+
+
+def rec_weights(W_hh, rows):
+    """(W_hh_T, P_hh) for the recurrent products of chunks of at least `rows` rows:
+    from H = PACKED_MIN_H and PACKED_MIN_ROWS rows on, an empty W_hh_T and P_hh (2 H H,)
+    = W_hh.T packed (the forward's B) then W_hh packed (BPTT's; `kernels/packed.py`);
+    else W_hh.T for `rec_mm` and an empty P_hh."""
+    H = W_hh.shape[0]
+    if H >= PACKED_MIN_H and rows >= PACKED_MIN_ROWS:
+        P_hh = np.empty(2 * H * H, W_hh.dtype)
+        pack(W_hh, True, P_hh[:H * H])  # (from Python: the same call inside an njit
+        pack(W_hh, False, P_hh[H * H:])  # function ran 3x slower, measured)
+        return _NO_W[W_hh.itemsize], P_hh
+    return transpose(W_hh), _NO_P[W_hh.itemsize]
+
+
 def _weights(p, dtype):
     c = np.ascontiguousarray
     return (c(p["W_xh"], dtype), c(p["W_hh"], dtype), c(p["b_xh"], dtype), c(p["b_hh"], dtype))
@@ -245,7 +280,7 @@ def forward(p, x, h0, c0=None):
     h = np.empty((B, T, H), dtype)
     n = chunk_count(B, PARALLEL_MIN_ROWS)
     W_xh_T = transpose(W_xh) if ids.size else W_xh  # rows to gather for token ids
-    args = (x, ids, W_xh, W_xh_T, W_hh, transpose(W_hh), b_xh + b_hh, h0, h)
+    args = (x, ids, W_xh, W_xh_T, W_hh, *rec_weights(W_hh, B // n), b_xh + b_hh, h0, h)
     if n > 1:
         _fwd_par(*args, n)
     else:
@@ -277,7 +312,7 @@ def backward(p, x, out, dh_out, params=True):
         shapes = ((n, 0, 0), (n, 0, 0), (n, 0))
     dh, da, dx, dh0, gW_xh, gW_hh, gb = carve(dtype, ((B, T, H), (B, T, H), (B, T, I), (B, H))
                                               + shapes)
-    args = (x, ids, W_xh, W_hh, transpose(W_hh), h0, h, dh_out, dh, da, dx, dh0)
+    args = (x, ids, W_xh, W_hh, *rec_weights(W_hh, B // n), h0, h, dh_out, dh, da, dx, dh0)
     if n > 1:
         _bwd_par(*args, gW_xh, gW_hh, gb)
         if params:
@@ -317,9 +352,9 @@ def loss_and_grads(p, x, h0, c0, loss, target, weights, count):
         (B, T, H), (B, T, H), (B, T, H), (B, T, H), (B, T, O), (B, T, O), (B, T, I), (B, H),
         (n, O, H), (n, O), (n, I, H) if ids.size else (n, H, I), (n, H, H), (n, H)))
     part = np.zeros(n)
-    args = (x, ids, W_xh, transpose(W_xh) if ids.size else W_xh, W_hh, transpose(W_hh),
-            b_xh + b_hh, h0, W_hy, b_y, tgt, ids_tgt, weights, scale, h, y, dy, dh_out, dh,
-            da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb)
+    args = (x, ids, W_xh, transpose(W_xh) if ids.size else W_xh, W_hh,
+            *rec_weights(W_hh, B // n), b_xh + b_hh, h0, W_hy, b_y, tgt, ids_tgt, weights, scale,
+            h, y, dy, dh_out, dh, da, dx, dh0, part, gW_hy, gb_y, gW_xh, gW_hh, gb)
     if n > 1:
         _train_par(*args)
         _sum_chunks(gW_hy, gb_y, gW_xh, gW_hh, gb)
