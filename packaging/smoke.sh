@@ -110,19 +110,26 @@ NBI=$(find "$CACHE/$KEY" -name '*.nbi' | wc -l)
 [ "$NBI" -gt 0 ] || fail "no numba cache index written in $CACHE/$KEY"
 report "numba cache" "$KEY ($NBI kernels cached)"
 
-echo "== frozen --self-test, warm numba cache (x3)"
+echo "== frozen --self-test, warm numba cache (x5, then once with its phases)"
 touch "$OUT/warm-marker"
 sleep 1
 TIMES=(); CPUS=()
-for i in 1 2 3; do
-    timed "$OUT/selftest-warm$i.log" timeout 300 "$APP" --self-test || { cat "$OUT/selftest-warm$i.log"; fail "self-test (warm)"; }
+for i in 1 2 3 4 5; do   # the plain command, as a user runs it
+    timed "$OUT/selftest-warm$i.log" timeout 300 "$APP" --self-test \
+        || { cat "$OUT/selftest-warm$i.log"; fail "self-test (warm)"; }
     TIMES+=("$WALL_MS"); CPUS+=("$CPU_MS")
 done
+# where the time goes: the app's own phases (RNNVIEWER_TIMING=1, counted after the
+# imports; its window watch polls until the window shows, so this run is not timed above)
+timed "$OUT/selftest-phases.log" env RNNVIEWER_TIMING=1 timeout 300 "$APP" --self-test \
+    || { cat "$OUT/selftest-phases.log"; fail "self-test (warm, RNNVIEWER_TIMING=1)"; }
 NEW=$(find "$CACHE" -newer "$OUT/warm-marker" -type f | wc -l)
 [ "$NEW" = "0" ] || fail "the warm runs compiled again: $(find "$CACHE" -newer "$OUT/warm-marker" -type f)"
-MEDIAN=$(printf '%s\n' "${TIMES[@]}" | sort -n | sed -n 2p)
-CPU=$(printf '%s\n' "${CPUS[@]}" | sort -n | sed -n 2p)
-report "self-test, warm cache (median of 3)" "${MEDIAN} ms wall, ${CPU} ms CPU (runs: ${TIMES[*]} ms; nothing recompiled)"
+MEDIAN=$(printf '%s\n' "${TIMES[@]}" | sort -n | sed -n 3p)
+CPU=$(printf '%s\n' "${CPUS[@]}" | sort -n | sed -n 3p)
+report "self-test, warm cache (median of 5)" "${MEDIAN} ms wall, ${CPU} ms CPU (runs: ${TIMES[*]} ms; nothing recompiled)"
+PHASES=$(sed -n 's/.*self-test phases (s): //p' "$OUT/selftest-phases.log" | head -1)
+report "self-test phases, one more run (s)" "${PHASES:-not reported} (${WALL_MS} ms in all)"
 
 echo "== the cache key follows the bundled sources"
 EDITED="$OUT/bundle-edited"

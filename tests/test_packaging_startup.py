@@ -1,4 +1,6 @@
-"""Start-up of the app (what the double-click launch waits for): lazy panels, timing hooks.
+"""Start-up of the app (what the double-click launch waits for): lazy panels, timing hooks,
+and the parts of `--self-test` (event-driven waits, one render per panel, blank pictures),
+and the pyqtgraph start-up work deferred by ui/pg_startup.py.
 
 The frozen app's figures come from packaging/smoke.sh; these are the fast in-process checks.
 """
@@ -10,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PySide6.QtWidgets import QLabel, QMainWindow
+from PySide6.QtCore import QObject, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow
 
 from rnnviewer import app as app_module
+from rnnviewer.ui import runner
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui.main_window import MainWindow
 from rnnviewer.ui.panels import Panel, UnitSelection
@@ -144,3 +150,186 @@ def test_profile_env_writes_pstats(tmp_path):
     assert "profile of the main thread written" in r.stderr
     stats = pstats.Stats(str(out))
     assert any("build_parser" in fn[2] for fn in stats.stats)
+
+
+# ------------------------------------------------------------------ the self-test's parts
+def test_blank_pictures_are_found():
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (7, 5, 4)).astype(np.uint8)
+    img = QImage(px.tobytes(), 5, 7, 20, QImage.Format.Format_RGBA8888)
+    assert np.array_equal(runner.rgba_pixels(img), px)        # every pixel, alpha too
+    assert not runner.blank(px)
+    assert runner.blank(np.full((3, 4, 4), 200, np.uint8))    # one colour: nothing drawn
+    assert runner.blank(runner.rgba_pixels(QImage()))         # a null picture
+
+
+class _Source(QObject):
+    ping = Signal()
+
+
+def test_wait_until_wakes_on_a_signal_and_gives_up_at_the_timeout(qtbot, monkeypatch):
+    monkeypatch.setattr(runner._Waiter, "CHECK_MS", 60_000)   # only the signal can wake it
+    src, state = _Source(), {"done": False}
+
+    def fire():
+        state["done"] = True
+        src.ping.emit()
+
+    QTimer.singleShot(50, fire)
+    t = time.monotonic()
+    assert runner.wait_until(lambda: state["done"], 10, [src.ping])
+    assert time.monotonic() - t < 5
+    # without signals it polls, and events are processed meanwhile
+    QTimer.singleShot(30, lambda: state.update(polled=True))
+    t = time.monotonic()
+    assert runner.wait_until(lambda: state.get("polled"), 10)
+    assert time.monotonic() - t < 5
+    t = time.monotonic()
+    assert not runner.wait_until(lambda: False, 0.2)
+    assert 0.15 < time.monotonic() - t < 5
+    assert runner.wait_until(lambda: True, 0)                 # already true: no loop at all
+
+
+class _Drawn(Panel):
+    title, object_name = "Drawn", "st_drawn"
+
+    def build(self):
+        self.label = QLabel("nothing yet")
+        self.layout_.addWidget(self.label)
+
+    def redraw(self, snap):
+        self.label.setText(f"step {snap.step}")
+
+
+class _Empty(Panel):
+    title, object_name = "Empty", "st_empty"       # draws nothing at all
+
+
+class _Broken(_Drawn):
+    title, object_name = "Broken", "st_broken"
+
+    def redraw(self, snap):
+        raise ValueError("broken on purpose")
+
+
+def _window(qtbot, classes):
+    """A main window with one dock per panel class, all tabbed together, lazy like the
+    application's (only the first tab in front)."""
+    win = QMainWindow()
+    qtbot.addWidget(win)
+    win.panels, win.docks = {}, {}
+    sel = UnitSelection()
+    for cls in classes:
+        panel = cls(sel, lazy=True)
+        dock = QDockWidget(cls.title, win)
+        dock.setWidget(panel)
+        win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        if win.docks:
+            win.tabifyDockWidget(next(iter(win.docks.values())), dock)
+        win.panels[cls.object_name], win.docks[cls.object_name] = panel, dock
+        dock.visibilityChanged.connect(panel.ensure_built)    # as MainWindow does
+        panel.update_snapshot(_Snap(1))
+    next(iter(win.docks.values())).raise_()
+    win.resize(700, 500)
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
+def test_check_panel_draws_renders_once_and_reports(qtbot):
+    win = _window(qtbot, [_Drawn, _Empty, _Broken])
+    # _Drawn is built when it comes to the front, inside check_panel, while its dock is
+    # visible: its label is shown through a queued call and must be in the picture
+    assert runner.check_panel(win, "st_drawn") == []
+    panel = win.panels["st_drawn"]
+    assert panel.label.isVisible() and panel.label.text() == "step 0"
+    assert panel.width() > 100
+    assert runner.check_panel(win, "st_empty") == ["panel st_empty: rendered an empty picture"]
+    with pytest.raises(ValueError, match="broken on purpose"):
+        runner.check_panel(win, "st_broken")                  # self_test reports it by name
+    win.close()
+
+
+SELF_TEST_BROKEN = """
+import sys
+from rnnviewer.training.session import TrainingSession
+from rnnviewer.ui.panels import spectrum
+def redraw(self, snap):
+    raise RuntimeError("broken on purpose")
+def train_step(self, keep_grads):
+    raise RuntimeError("step broken on purpose")
+spectrum.SpectrumPanel.redraw = redraw
+if "--break-step" in sys.argv:
+    TrainingSession._train_step = train_step
+from rnnviewer.app import main
+from rnnviewer.ui.runner import finish
+finish(main(["--self-test"]))
+"""
+
+
+def _self_test_broken(*flags):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "RNNVIEWER_TIMING": "1"}
+    return subprocess.run([sys.executable, "-c", SELF_TEST_BROKEN, *flags], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_self_test_fails_naming_a_panel_that_cannot_draw():
+    r = _self_test_broken()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "self-test FAILED" in r.stderr
+    assert "panel spectrum: RuntimeError: broken on purpose" in r.stderr
+    assert "training:" not in r.stderr
+    assert "panel weights" not in r.stderr                     # the others still pass
+    assert "self-test phases (s): window" in r.stderr          # RNNVIEWER_TIMING
+
+
+def test_self_test_fails_when_the_training_worker_errors():
+    r = _self_test_broken("--break-step")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "self-test FAILED" in r.stderr
+    assert "training: RuntimeError: step broken on purpose" in r.stderr
+    assert "self-test passed" not in r.stdout
+
+
+# ------------------------------------------------------------------ pyqtgraph start-up work
+def test_viewbox_menus_are_built_on_first_use_and_keep_pyqtgraphs_behaviour(qtbot):
+    import pyqtgraph as pg
+
+    from rnnviewer.ui import pg_startup
+    assert pg_startup.install() and pg_startup.install()          # idempotent
+    win = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(win)
+    a = win.addPlot(name="st_lazy_a")
+    b = win.addPlot(name="st_lazy_b")
+    menu = a.getViewBox().menu
+    assert isinstance(menu, pg_startup.LazyViewBoxMenu) and not menu.built
+    actions = a.getViewBox().getContextMenus(None)                # a right-click asks this
+    assert menu.built and "View All" in [x.text() for x in actions]
+    combo = menu.ctrl[0].linkCombo                                 # the view list set earlier
+    assert "st_lazy_b" in [combo.itemText(i) for i in range(combo.count())]
+    vb = b.getViewBox()
+    vb.setMenuEnabled(False)
+    assert vb.menu is None and vb.getMenu(None) is None
+    vb.setMenuEnabled(True)
+    assert vb.getMenu(None) is not None
+    vb.getMenu(None).popup(QPoint(0, 0))                           # the real QMenu's popup
+    vb.menu.real.close()
+
+
+def test_axis_label_text_is_set_only_when_it_changes(qtbot):
+    import pyqtgraph as pg
+
+    from rnnviewer.ui import pg_startup
+    pg_startup.install()
+    plot = pg.PlotWidget()
+    qtbot.addWidget(plot)
+    axis = plot.getPlotItem().getAxis("left")
+    axis.setLabel("loss")
+    calls = []
+    real = axis.label.setHtml
+    axis.label.setHtml = lambda html: calls.append(html) or real(html)
+    axis.setRange(0, 1)
+    axis.setRange(0, 2)                       # each range change used to re-set the label
+    assert calls == []
+    axis.setLabel("accuracy")
+    assert len(calls) == 1 and "accuracy" in axis.label.toHtml()

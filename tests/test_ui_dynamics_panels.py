@@ -238,6 +238,29 @@ def test_maximize_can_be_cancelled(qtbot, snaps):
     assert "(cancelled)" in panel.info.text()
 
 
+def test_a_cancel_that_finds_the_job_finished_keeps_result_before_ended(qtbot):
+    """cancel() may find the thread already ended with its result still queued: the
+    owner must get the result first, then job_ended (the order JobPanel documents)."""
+    seen = []
+
+    class Owner(_job.JobPanel):
+        object_name = "job_order_test_panel"
+
+        def job_succeeded(self, result):
+            seen.append(("result", result))
+
+        def job_ended(self):
+            seen.append(("ended", None))
+
+    owner = Owner(UnitSelection())
+    qtbot.addWidget(owner)
+    job = owner.start_job(lambda progress, should_stop: 42, "rnnviewer-job-test")
+    assert job.thread.wait(5000)            # ended; its signals wait in the queue
+    owner.cancel_job()
+    assert seen == [("result", 42), ("ended", None)] and owner.job is None
+    assert job not in _job.RUNNING
+
+
 @pytest.mark.parametrize("cls", [MaximizePanel, FixedPointsPanel])
 def test_a_reset_mid_run_drops_the_old_models_result(qtbot, snaps, cls):
     """The run was for the model before the reset: its (partial) result must not appear."""

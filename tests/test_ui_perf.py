@@ -13,6 +13,7 @@ from rnnviewer.ui.panels import Panel, UnitSelection
 from rnnviewer.ui.panels import _schedule
 from rnnviewer.ui.panels._chargrid import CharGrid
 from rnnviewer.ui.panels._perf import (Band, BandLevel, Dots, FastImageItem, LevelGate, Rule,
+                                       nice_below, nice_ceil,
                                        TextLine, TimeDots, Trace, ViewRange, _decimate,
                                        cache_axes, set_ticks)
 from rnnviewer.ui.panels._wg_common import colormap
@@ -53,10 +54,18 @@ def test_view_range_moves_in_steps(qtbot):
 
 def test_band_level_steps_and_level_gate():
     lv = BandLevel()
-    assert lv.update(1.0) == pytest.approx(1.05)           # grows at once, with headroom
-    assert lv.update(0.9) == pytest.approx(1.05)           # inside the band: unchanged
-    assert lv.update(0.01) == pytest.approx(1.05 * 0.92)   # far under: one small step down
-    assert lv.update(2.0) == pytest.approx(2.1)
+    assert lv.update(1.0) == pytest.approx(1.25)           # grows at once to a round rung
+    assert lv.update(1.1) == pytest.approx(1.25)           # inside the band: unchanged
+    assert lv.update(0.8) == pytest.approx(1.25)
+    assert lv.update(0.01) == pytest.approx(1.0)           # far under: one rung down
+    assert lv.update(0.01) == pytest.approx(0.8)
+    assert lv.update(2.0) == pytest.approx(2.5)
+    assert lv.update(0.0) == pytest.approx(2.0)            # zero: steps down, never to 0
+    assert lv.update(float("nan")) == pytest.approx(1.5)
+    assert [nice_ceil(x) for x in (0.031, 1.0, 7.2, 9.5, 123.0)] == \
+        pytest.approx([0.04, 1.0, 8.0, 10.0, 125.0])
+    assert [nice_below(x) for x in (1.0, 0.04, 125.0, 8.0)] == \
+        pytest.approx([0.8, 0.03, 100.0, 6.0])
     gate = LevelGate(tol=0.1)
     assert gate.update(0.0, 1.0) == (0.0, 1.0)
     assert gate.update(0.02, 0.99) == (0.0, 1.0)           # small inward moves wait
@@ -186,6 +195,26 @@ def test_scheduler_paces_to_its_budget_and_sets_the_snapshot_demand():
     assert s.budget == s.IDLE_BUDGET                       # paused / capped: the GUI may draw
     assert _schedule.MIN_SNAPSHOT_HZ <= _schedule.snapshot_demand() <= \
         _schedule.MAX_SNAPSHOT_HZ
+
+    class Window:                     # training flat out on a machine busy with others:
+        flat_out = True               # the threads get few cores, the window knows better
+
+        def trains_flat_out(self):
+            return self.flat_out
+    w = Window()
+    s.add_training_hint(w.trains_flat_out)
+    t += 0.5
+    s._measure(t, cpu, proc + 0.05)
+    assert s.budget == s.BUSY_BUDGET
+    w.flat_out = False
+    t += 0.5
+    s._measure(t, cpu, proc + 0.1)
+    assert s.budget == s.IDLE_BUDGET
+    w.flat_out = True
+    del w                                                  # a closed window says nothing
+    t += 0.5
+    s._measure(t, cpu, proc + 0.15)
+    assert s.budget == s.IDLE_BUDGET
     s.deleteLater()
 
 

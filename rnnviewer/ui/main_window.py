@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QLabel, QMainWindow
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow
 
 from rnnviewer.training.session import SessionConfig
 from rnnviewer.ui import dialogs, settings
@@ -18,7 +18,8 @@ from rnnviewer.ui.autosave import Autosaver
 from rnnviewer.ui.controls import ControlsWidget, effective_options
 from rnnviewer.ui.examples_menu import install_examples_menu
 from rnnviewer.ui.gcguard import GuiThreadGC
-from rnnviewer.ui.panels import UnitSelection, registered_panels
+from rnnviewer.ui.panels import UnitSelection, registered_panels, scheduler
+from rnnviewer.ui.panels._perf import TextLine
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
 SESSION_FILTER = "rnnviewer sessions (*.npz);;All files (*)"
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
             self.controls.set_speed_value(settings.get_float("session/speed", 0.0))
         # autosave + crash restore (ui/autosave.py): the application's window only
         self.autosaver = Autosaver(self) if autosave else None
+        scheduler().add_training_hint(self.trains_flat_out)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(100)
         self._status_timer.timeout.connect(self._on_status_timer_timeout)
@@ -262,21 +264,18 @@ class MainWindow(QMainWindow):
         h.addActions([self.act_shortcuts, self.act_about])
 
     def _build_status(self):
+        # Fixed-width text fields: their text changes ten times a second, and a QLabel
+        # would re-lay out the status bar and the whole window each time.
         sb = self.statusBar()
-        self.status_step = QLabel("step 0")
-        self.status_loss = QLabel("loss –")
-        self.status_val = QLabel("val –")
-        self.status_speed = QLabel("paused")
-        self.status_kernels = QLabel("")
-        tips = ("Training steps done", "Training loss of the last step",
-                "Loss on the fixed validation batch", "Training speed",
-                "State of the compiled numba kernels")
-        for w, tip in zip((self.status_step, self.status_loss, self.status_val,
-                           self.status_speed, self.status_kernels), tips):
-            w.setToolTip(tip)
-            w.setMinimumWidth(90)
+        fields = (("status_step", "step 0", "step 10,000,000", "Training steps done"),
+                  ("status_loss", "loss –", "loss -0.0001234", "Training loss of the last step"),
+                  ("status_val", "val –", "val -0.0001234", "Loss on the fixed validation batch"),
+                  ("status_speed", "paused", "12,345 steps/s", "Training speed"),
+                  ("status_kernels", "", "compiling kernels…", "State of the compiled numba kernels"))
+        for attr, text, sample, tip in fields:
+            w = TextLine(text, tip, sample=sample)
+            setattr(self, attr, w)
             sb.addPermanentWidget(w)
-        self.status_kernels.setMinimumWidth(150)
 
     # ------------------------------------------------------------ worker
     def start(self, path=None):
@@ -322,6 +321,10 @@ class MainWindow(QMainWindow):
         done = self.worker_thread.stop(timeout)
         self.worker_thread = None
         return done
+
+    def trains_flat_out(self):
+        """Training runs with no steps/s cap (the redraw scheduler's budget, _schedule.py)."""
+        return self.running and self.controls.speed_value() <= 0
 
     # ------------------------------------------------------------ worker slots
     @Slot(object)

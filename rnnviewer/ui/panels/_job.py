@@ -22,8 +22,9 @@ import logging
 import threading
 import time
 import traceback
+import weakref
 
-from PySide6.QtCore import QEvent, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
 from rnnviewer.errors import RnnviewerError
@@ -88,6 +89,7 @@ class Job(QObject):
         self.runner.failed.connect(owner._on_job_failed)
         self.ended.connect(owner._on_job_ended)
         owner.destroyed.connect(self._on_owner_destroyed)
+        self._owner = weakref.ref(owner)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self._on_app_about_to_quit)
@@ -112,8 +114,19 @@ class Job(QObject):
                             self.thread.objectName(), wait_ms)
                 return False
         if not self.thread.isRunning():
+            self._deliver_queued()
             self._finish()
         return True
+
+    def _deliver_queued(self):
+        """Deliver the result or error the thread queued to its owner before it ended, so
+        that `ended` still comes after them when cancel() finds the thread finished."""
+        owner = self._owner()
+        try:
+            if owner is not None and owner.thread() is QThread.currentThread():
+                QCoreApplication.sendPostedEvents(owner, QEvent.Type.MetaCall)
+        except RuntimeError:        # the owner's C++ side is gone
+            pass
 
     def _finish(self):
         if self._ended:

@@ -63,18 +63,21 @@ class ViewRange:
     `fit(lo, hi)` sets the view to [lo, hi] widened by `pad` (fractions of the span below
     and above) when the data leave the current range or fill less than `shrink` of it;
     otherwise it leaves the range, and so the cached axes, alone. A growing series (steps
-    on x) thus moves its axis once per `pad[1]` of growth instead of every frame.
+    on x) thus moves its axis once per `pad[1]` of growth instead of every frame (with
+    `round_hi`, once per rung of the nice_ceil ladder: 20-25% of growth or more).
     `axis` is "x" or "y"; with `log` the view is in log10 units (pyqtgraph's log mode)
     and `fit_data` takes the positive data. The view's own autoRange of that axis is
     switched off. Returns True when the range moved.
     """
 
-    def __init__(self, viewbox, axis="y", pad=(0.05, 0.05), shrink=0.6, log=False):
+    def __init__(self, viewbox, axis="y", pad=(0.05, 0.05), shrink=0.6, log=False,
+                 round_hi=False):
         self.vb = viewbox
         self.axis = axis
         self.pad = (float(pad[0]), float(pad[1]))
         self.shrink = float(shrink)
         self.log = log
+        self.round_hi = round_hi    # the upper end on a ladder of round values (nice_ceil)
         self.range = None           # (lo, hi) set last, in view coordinates
         viewbox.enableAutoRange(axis=axis, enable=False)
 
@@ -109,6 +112,8 @@ class ViewRange:
             if clo <= lo and hi <= chi and span >= self.shrink * (chi - clo):
                 return False
         new = (lo - self.pad[0] * span, hi + self.pad[1] * span)
+        if self.round_hi and new[1] > 0:
+            new = (new[0], nice_ceil(new[1]))
         self.range = new
         if self.axis == "x":
             self.vb.setXRange(*new, padding=0)
@@ -125,28 +130,50 @@ def set_ticks(axis, ticks):
         axis.setTicks(ticks)
 
 
-class BandLevel:
-    """A symmetric colour level that changes in steps, so that colour bars (and their
-    axes) stay put between frames while the colours stay comparable: it grows at once to
-    `headroom` above the target when the target exceeds it, shrinks by `step` when the
-    target falls under `low` of it, and otherwise stays."""
+NICE = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)   # a ladder, steps of 20-25%
 
-    def __init__(self, headroom=1.05, low=0.8, step=0.92, floor=1e-12):
-        self.headroom, self.low, self.step, self.floor = headroom, low, step, floor
+
+def nice_ceil(x):
+    """The smallest ladder value (NICE times a power of ten) at or above x > 0."""
+    e = math.floor(math.log10(x))
+    for m in NICE + (10.0,):
+        v = m * 10.0 ** e
+        if v >= x * (1 - 1e-12):
+            return v
+    return 10.0 ** (e + 1)
+
+
+def nice_below(v):
+    """The ladder value one step under the ladder value v."""
+    e = math.floor(math.log10(v) + 1e-9)
+    m = v / 10.0 ** e
+    lower = [n for n in NICE if n < m * (1 - 1e-9)]
+    return lower[-1] * 10.0 ** e if lower else NICE[-1] * 10.0 ** (e - 1)
+
+
+class BandLevel:
+    """A symmetric colour level on a ladder of round values (1, 1.25, 1.5, 2, 2.5, 3, 4, 5,
+    6, 8 times a power of ten): it rises at once to the first ladder value at or above
+    `headroom` times the target, steps down one rung when the target falls under `low` of
+    it, and otherwise stays. Colours stay comparable from frame to frame, the colour bars
+    read round numbers, and they (and their axes) redraw only when a rung changes."""
+
+    def __init__(self, headroom=1.05, low=0.6, floor=1e-12):
+        self.headroom, self.low, self.floor = headroom, low, floor
         self.value = None
 
     def reset(self):
         self.value = None
 
     def update(self, target):
-        t = float(target) if np.isfinite(target) else 0.0
+        t = max(float(target) if np.isfinite(target) else 0.0, self.floor)
         v = self.value
-        if v is None or t > v:
-            v = t * self.headroom
+        if v is None or t * self.headroom > v:
+            v = nice_ceil(t * self.headroom)
         elif t < self.low * v:
-            v = max(t * self.headroom, v * self.step)
-        self.value = max(v, self.floor)
-        return self.value
+            v = max(nice_ceil(t * self.headroom), nice_below(v))
+        self.value = v
+        return v
 
 
 def _decimate(x, y, max_points):
@@ -300,15 +327,22 @@ def set_text(widget, text):
 
 class TextLine(QWidget):
     """One line of plain text for values that change every frame (steps, losses): setText
-    only repaints, it never changes the geometry (too long: elided with "…")."""
+    only repaints this widget, never the geometry (too long: elided with "…") and never
+    what lies behind it (it fills its own background, so Qt does not repaint the dock,
+    the panel and the main window under it). `sample`: a text as wide as the widest
+    value; the widget then keeps that width (status bars)."""
 
-    def __init__(self, text="", tooltip="", align=Qt.AlignmentFlag.AlignLeft, parent=None):
+    def __init__(self, text="", tooltip="", align=Qt.AlignmentFlag.AlignLeft, parent=None,
+                 sample=None):
         super().__init__(parent)
         self._text = str(text)
         self._align = align | Qt.AlignmentFlag.AlignVCenter
         if tooltip:
             self.setToolTip(tooltip)
+        self.setAutoFillBackground(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        if sample is not None:
+            self.setFixedWidth(self.fontMetrics().horizontalAdvance(sample) + 10)
 
     def text(self):
         return self._text

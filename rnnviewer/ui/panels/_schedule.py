@@ -17,11 +17,11 @@ thread does, painting included; waiting for the CPU or the GIL does not count) n
 budget, so that drawing leaves training its throughput: painting holds the GIL (PySide6
 keeps it during C++ calls) and takes a core from the two training threads. Measured on 2
 cores: the GUI thread busy 20% of the time left 77-85% of the headless training rate, 40%
-left 56-67%. The budget is BUSY_BUDGET while the other threads of the process (training)
-use most of a core or more (training flat out), IDLE_BUDGET when they do not (paused, or
-a steps/s cap for watching slowly: then the panels may draw at full rate). When the shown
-panels need more than the budget the pace slows all of them evenly; it returns to 1 as
-soon as there is room.
+left 56-67%. The budget is BUSY_BUDGET while training runs flat out (a window says so,
+see add_training_hint, or the other threads of the process use most of a core or more),
+IDLE_BUDGET when it does not (paused, or a steps/s cap for watching slowly: then the
+panels may draw at full rate). When the shown panels need more than the budget the pace
+slows all of them evenly; it returns to 1 as soon as there is room.
 
 Snapshot demand: `snapshot_demand()` is the snapshot rate the shown panels can use (their
 frame rate at the current pace, with some headroom; at least MIN_SNAPSHOT_HZ for the
@@ -37,6 +37,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Slot
 
 SLACK = 0.75             # a panel may draw this fraction of its interval after the last draw
 IDLE_CHECK_MS = 50       # nothing due: look again this often (drawn = None, shown again)
+SHOWN_TTL = 0.2          # seconds a panel's on-screen state is reused (visibleRegion costs)
 MIN_SNAPSHOT_HZ = 10.0   # what the status bar and the history panels need at least
 MAX_SNAPSHOT_HZ = 60.0
 DEMAND_HEADROOM = 1.25   # snapshots per frame: a panel never waits long for a new one
@@ -76,8 +77,10 @@ class RedrawScheduler(QObject):
         self.others = 0.0          # smoothed cores used by the process's other threads
         self.budget = self.BUSY_BUDGET
         self.fixed_budget = None   # set: use this budget always (benchmark experiments)
+        self._hints = []           # WeakMethods: True while a window trains flat out
         self.frames = 0            # redraws done
         self._mark = (time.perf_counter(), time.thread_time(), time.process_time())
+        self._shown = weakref.WeakKeyDictionary()   # panel -> (time looked, on screen)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -85,6 +88,27 @@ class RedrawScheduler(QObject):
 
     def add(self, panel):
         self.panels.add(panel)
+
+    def add_training_hint(self, method):
+        """`method()` says whether its window trains flat out (running, no steps/s cap).
+        The measured CPU of the training threads alone misreads a machine busy with other
+        programs: training then gets less than TRAINING_BUSY cores while it still wants
+        them all, and the panels would take the larger IDLE_BUDGET from it."""
+        self._hints = [h for h in self._hints if h() is not None] + [weakref.WeakMethod(method)]
+
+    def training_flat_out(self):
+        """True if the other threads use TRAINING_BUSY cores or a window says it trains
+        flat out."""
+        if self.others >= self.TRAINING_BUSY:
+            return True
+        for ref in self._hints:
+            method = ref()
+            try:
+                if method is not None and method():
+                    return True
+            except RuntimeError:   # the window's C++ side is gone
+                continue
+        return False
 
     def poke(self):
         """Something may be due now (a new snapshot): look at the next event-loop turn."""
@@ -108,7 +132,7 @@ class RedrawScheduler(QObject):
                     continue
             except RuntimeError:
                 continue
-            if (best is None or p.next_due < best.next_due) and visible(p):
+            if (best is None or p.next_due < best.next_due) and self.shown(p, now):
                 best = p
         if best is None:
             self._timer.start(IDLE_CHECK_MS)
@@ -119,6 +143,16 @@ class RedrawScheduler(QObject):
         best.timed_redraw(now)
         self.frames += 1
         self._timer.start(0)       # the next panel (if any) after this one's paint
+
+    def shown(self, panel, now):
+        """visible(panel), looked up at most every SHOWN_TTL seconds: computing a widget's
+        visible region walks its parents and siblings, and the scheduler asks several
+        hundred times a second. A panel brought to the front waits SHOWN_TTL at most."""
+        seen = self._shown.get(panel)
+        if seen is None or now - seen[0] > SHOWN_TTL:
+            seen = (now, visible(panel))
+            self._shown[panel] = seen
+        return seen[1]
 
     def _measure(self, now, cpu=None, proc=None):
         """Update busy, others, budget, pace and the snapshot demand (every PACE_EVERY s).
@@ -133,7 +167,7 @@ class RedrawScheduler(QObject):
         self._mark = (now, cpu, proc)
         self.busy = 0.5 * self.busy + 0.5 * share
         self.others = 0.5 * self.others + 0.5 * others
-        self.budget = self.fixed_budget or (self.BUSY_BUDGET if self.others >= self.TRAINING_BUSY
+        self.budget = self.fixed_budget or (self.BUSY_BUDGET if self.training_flat_out()
                                             else self.IDLE_BUDGET)
         ratio = self.busy / self.budget
         if ratio > 1.05 or (ratio < 0.9 and self.pace > 1.0):

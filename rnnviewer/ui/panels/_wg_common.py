@@ -6,6 +6,7 @@ ImageItem that reports the entry under the mouse."""
 import ctypes
 import glob
 import os
+import sys
 import time
 
 import weakref
@@ -134,39 +135,45 @@ _BLAS_LIMITED = False
 
 
 def single_thread_blas():
-    """Limit numpy's and scipy's OpenBLAS to one thread, once per process.
+    """Limit the OpenBLAS that numpy loaded (and SciPy's, if SciPy's BLAS is loaded) to one
+    thread, once per process.
 
     Small LAPACK calls (eigenvalues of a 128 x 128 matrix) took 1-5 s instead of tens of
     ms with two-thread OpenBLAS on the shared 2-core machines (NOTES.md: two-thread BLAS
-    stalls); the engine limits only scipy's copy, and only once a gated kernel ran."""
+    stalls). It imports nothing (no threadpoolctl, no SciPy: importing them cost start-up
+    time, and opening SciPy's OpenBLAS just to limit it would load it), and only calls the
+    libraries' own set_num_threads; the engine's BLAS binding limits the library it binds."""
     global _BLAS_LIMITED
     if _BLAS_LIMITED:
         return
     _BLAS_LIMITED = True
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1, user_api="blas")
-        return
-    except Exception:
-        pass
-    libs = []
-    for mod in ("numpy", "scipy"):
+    for lib in _loaded_openblas():
         try:
-            base = os.path.dirname(os.path.dirname(__import__(mod).__file__))
-        except ImportError:
-            continue
-        libs += glob.glob(os.path.join(base, f"{mod}.libs", "lib*openblas*"))
-    for lib in libs:
-        try:
-            dll = ctypes.CDLL(lib)
+            dll = ctypes.CDLL(lib)       # already loaded: only looks it up
         except OSError:
             continue
         for sym in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
             fn = getattr(dll, sym, None)
             if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_int], None
                 fn(1)
                 break
+
+
+def _loaded_openblas():
+    """Paths of the OpenBLAS libraries of numpy, and of SciPy once its BLAS is imported
+    (wheel folders: `<pkg>.libs/` on Linux and Windows, `<pkg>/.dylibs/` on macOS)."""
+    paths = []
+    for mod, needs in (("numpy", "numpy"), ("scipy", "scipy.linalg")):
+        m = sys.modules.get(mod)
+        if needs not in sys.modules or not getattr(m, "__file__", None):
+            continue
+        root = os.path.dirname(m.__file__)
+        paths += sorted(glob.glob(os.path.join(os.path.dirname(root), f"{mod}.libs",
+                                               "*openblas*")))
+        paths += sorted(glob.glob(os.path.join(root, ".dylibs", "*openblas*")))
+    return paths
 
 
 def gate_blocks(name, a, gate_names):

@@ -66,9 +66,9 @@ class CurvesPanel(Panel):
             plot.addItem(item)
         self.lr_plot.enableAutoRange(axis="y", enable=False)
         # Ranges that move in steps, not every frame: the cached axes stay valid (_perf.py).
-        # x (steps, linked to the other two plots) grows with 15% headroom.
-        self.x_range = ViewRange(self.loss_plot.getViewBox(), "x", pad=(0.02, 0.15),
-                                   shrink=0.0)
+        # x (steps, linked to the other two plots) grows to round values with 10% headroom.
+        self.x_range = ViewRange(self.loss_plot.getViewBox(), "x", pad=(0.02, 0.1),
+                                 shrink=0.0, round_hi=True)
         self.y_ranges = {p: ViewRange(p.getViewBox(), "y", pad=(0.05, 0.05), log=True)
                          for p in (self.loss_plot, self.norm_plot)}
         for p in (self.loss_plot, self.norm_plot):   # readable log ticks at any height

@@ -72,8 +72,8 @@ class GatesPanel(Panel):
         self.sat_plot.setYRange(0, 1, padding=0.02)
         self.sat_plot.setMouseEnabled(x=True, y=False)
         # steps grow: the x range moves in steps (cached axes stay valid, _perf.py)
-        self.sat_range = ViewRange(self.sat_plot.getViewBox(), "x", pad=(0.02, 0.15),
-                                   shrink=0.0)
+        self.sat_range = ViewRange(self.sat_plot.getViewBox(), "x", pad=(0.02, 0.1),
+                                   shrink=0.0, round_hi=True)
         self.unit_plot = pg.PlotItem()
         style_plot(self.unit_plot, left="fraction &gt; 0.9", bottom="fraction &lt; 0.1",
                    title="per unit, now (click selects)")

@@ -101,7 +101,8 @@ class SpectrumPanel(Panel):
             c.setDownsampling(auto=True, method="peak")
             c.setClipToView(True)
         # ranges that move in steps, not with every computation (cached axes, _perf.py)
-        self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.15), shrink=0.0)
+        self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.1), shrink=0.0,
+                                 round_hi=True)
         self.curve_y = ViewRange(self.curves.getViewBox(), "y", pad=(0.08, 0.08))
         self.view.ci.layout.setColumnStretchFactor(0, 1)
         self.view.ci.layout.setColumnStretchFactor(1, 1)

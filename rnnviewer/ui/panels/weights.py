@@ -3,9 +3,9 @@
 Every heatmap has the hidden unit on its vertical axis (W_hy is drawn transposed), so
 a row is always one unit: clicking it selects that unit everywhere, and the selected
 unit's row (and its column in W_hh, where columns are the sending units) is outlined.
-Colours: diverging, centred on zero, symmetric levels per matrix that grow at once and
-shrink in small steps (BandLevel), so they stay comparable from frame to frame and the
-colour bars only redraw when a level moves.
+Colours: diverging, centred on zero, symmetric levels per matrix on a ladder of round
+values that grow at once and shrink a rung at a time (BandLevel), so they stay
+comparable from frame to frame and the colour bars only redraw when a level moves.
 """
 
 import numpy as np
