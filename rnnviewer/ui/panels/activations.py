@@ -6,6 +6,7 @@ from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import FastImageItem
 from rnnviewer.ui.panels._hidden import (STATE_TITLES, VIRIDIS, StableLimit, info_label,
                                          probe_labels, probe_state, refresh, robust_max,
@@ -40,28 +41,30 @@ class ActivationsPanel(Panel):
 
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
-        self.plot = self.view.addPlot(row=0, col=0)
-        style_plot(self.plot, left="unit", bottom="input")
-        self.plot.showAxis("top")
-        self.plot.setLabel("top", "time step", size="9pt")
-        self.plot.getAxis("top").setStyle(tickFont=self.plot.getAxis("bottom").style["tickFont"])
-        self.plot.showGrid(x=False, y=False)
-        self.plot.invertY(True)
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
-        self.plot.getViewBox().setDefaultPadding(0.0)
-        self.image = FastImageItem(axisOrder="row-major")
-        self.image.setColorMap(VIRIDIS)
-        self.image.setToolTip("Click a row to select its unit")
-        self.plot.addItem(self.image)
-        accent = pg.mkColor(COLORS["accent"])
-        self.marker = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2), antialias=False)
-        self.marker.setZValue(10)
-        self.plot.addItem(self.marker)
-        self.cbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=VIRIDIS, interactive=False,
-                                    width=14, label="h")
-        self.cbar.setImageItem(self.image)
-        self.view.addItem(self.cbar, row=0, col=1)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            self.plot = self.view.addPlot(row=0, col=0)
+            style_plot(self.plot, left="unit", bottom="input")
+            self.plot.showAxis("top")
+            self.plot.setLabel("top", "time step", size="9pt")
+            self.plot.getAxis("top").setStyle(
+                tickFont=self.plot.getAxis("bottom").style["tickFont"])
+            self.plot.showGrid(x=False, y=False)
+            self.plot.invertY(True)
+            self.plot.hideButtons()
+            self.plot.setMenuEnabled(False)
+            self.plot.getViewBox().setDefaultPadding(0.0)
+            self.image = FastImageItem(axisOrder="row-major")
+            self.image.setColorMap(VIRIDIS)
+            self.image.setToolTip("Click a row to select its unit")
+            self.plot.addItem(self.image)
+            accent = pg.mkColor(COLORS["accent"])
+            self.marker = pg.PlotCurveItem(pen=pg.mkPen(accent, width=2.2), antialias=False)
+            self.marker.setZValue(10)
+            self.plot.addItem(self.marker)
+            self.cbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=VIRIDIS, interactive=False,
+                                        width=14, label="h")
+            self.cbar.setImageItem(self.image)
+            self.view.addItem(self.cbar, row=0, col=1)
         self.limit = StableLimit(1.0)
         self._levels = None
         self._shape = None

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Trace, ViewRange, WideTrace
 from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
                                          probe_labels, refresh, sequence_spin, set_spin_max,
@@ -109,24 +110,25 @@ class GatesPanel(Panel):
             return
         self._wide = wide
         ci = self.view.ci
-        for item in (self.time_plot, self.sat_plot, self.unit_plot):
-            if item in ci.items:
-                ci.removeItem(item)
-        lay = ci.layout
-        if wide:
-            ci.addItem(self.time_plot, row=0, col=0)
-            ci.addItem(self.sat_plot, row=0, col=1)
-            ci.addItem(self.unit_plot, row=0, col=2)
-            stretch_rows, stretch_cols = (1, 0), (5, 3, 2)
-        else:
-            ci.addItem(self.time_plot, row=0, col=0, colspan=2)
-            ci.addItem(self.sat_plot, row=1, col=0)
-            ci.addItem(self.unit_plot, row=1, col=1)
-            stretch_rows, stretch_cols = (3, 2), (3, 2, 0)
-        for i, f in enumerate(stretch_rows):
-            lay.setRowStretchFactor(i, f)
-        for i, f in enumerate(stretch_cols):
-            lay.setColumnStretchFactor(i, f)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            for item in (self.time_plot, self.sat_plot, self.unit_plot):
+                if item in ci.items:
+                    ci.removeItem(item)
+            lay = ci.layout
+            if wide:
+                ci.addItem(self.time_plot, row=0, col=0)
+                ci.addItem(self.sat_plot, row=0, col=1)
+                ci.addItem(self.unit_plot, row=0, col=2)
+                stretch_rows, stretch_cols = (1, 0), (5, 3, 2)
+            else:
+                ci.addItem(self.time_plot, row=0, col=0, colspan=2)
+                ci.addItem(self.sat_plot, row=1, col=0)
+                ci.addItem(self.unit_plot, row=1, col=1)
+                stretch_rows, stretch_cols = (3, 2), (3, 2, 0)
+            for i, f in enumerate(stretch_rows):
+                lay.setRowStretchFactor(i, f)
+            for i, f in enumerate(stretch_cols):
+                lay.setColumnStretchFactor(i, f)
 
     def resizeEvent(self, event):
         super().resizeEvent(event)

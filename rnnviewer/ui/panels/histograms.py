@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QComboBox, QGraphicsPathItem, QHBoxLayout, QLabel
 
 from rnnviewer.engine.analysis import nice_limit
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, StepRing, Throttle,
                                             color_bar, colormap, fmt, step_grid)
@@ -246,17 +247,18 @@ class HistogramsPanel(Panel):
         cmap = colormap(SEQUENTIAL)
         self.strips = {}
         link = None
-        for row, (which, title) in enumerate(QUANTITIES):
-            sv = StripView(self.view, row, title, cmap, link)
-            sv.panel = self
-            self.strips[which] = sv
-            link = link or sv
-        self.bar = color_bar(cmap, label="density (peak 1)", width=10)  # both strips: 0..1
-        self.bar.setLevels((0.0, 1.0))
-        self.view.addItem(self.bar, row=0, col=1, rowspan=len(QUANTITIES))
-        layout = self.view.ci.layout
-        layout.setColumnStretchFactor(0, 5)
-        layout.setColumnStretchFactor(2, 1)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            for row, (which, title) in enumerate(QUANTITIES):
+                sv = StripView(self.view, row, title, cmap, link)
+                sv.panel = self
+                self.strips[which] = sv
+                link = link or sv
+            self.bar = color_bar(cmap, label="density (peak 1)", width=10)  # both strips: 0..1
+            self.bar.setLevels((0.0, 1.0))
+            self.view.addItem(self.bar, row=0, col=1, rowspan=len(QUANTITIES))
+            layout = self.view.ci.layout
+            layout.setColumnStretchFactor(0, 5)
+            layout.setColumnStretchFactor(2, 1)
         cache_axes(self.view)
         # x (shared by both strips) moves in steps with ~10% headroom, not every frame
         self.x_range = ViewRange(self.strips["params"].plot.getViewBox(), "x",

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpin
 
 from rnnviewer.training.analyses_gradients import METHOD_NAMES, METHODS
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import set_ticks
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
                                             colormap, fmt, input_names, output_names)
@@ -123,21 +124,22 @@ class SaliencyPanel(Panel):
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
         self.cmap = colormap(DIVERGING)
-        self.input_plot = self.view.addPlot(row=0, col=0)
-        style_plot(self.input_plot, left="input")
-        self.strip_plot = self.view.addPlot(row=1, col=0)
-        style_plot(self.strip_plot, left=None, bottom="timestep")
-        self.strip_plot.setToolTip("Rows: the input features, then their sum (\u03a3; the "
-                                   "gradient's norm \u2016g\u2016). Click to attribute there.")
-        self.strip_plot.showGrid(x=False, y=False)
-        self.strip_plot.setXLink(self.input_plot)
-        self.strip_plot.getViewBox().invertY(True)
-        self.strip = ReportingImage(on_hover=self._on_strip_hover,
-                                    on_click=self._on_strip_click)
-        self.strip.setColorMap(self.cmap)
-        self.strip_plot.addItem(self.strip)
-        self.cbar = color_bar(self.cmap, orientation="horizontal", width=10)
-        self.view.addItem(self.cbar, row=2, col=0)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            self.input_plot = self.view.addPlot(row=0, col=0)
+            style_plot(self.input_plot, left="input")
+            self.strip_plot = self.view.addPlot(row=1, col=0)
+            style_plot(self.strip_plot, left=None, bottom="timestep")
+            self.strip_plot.setToolTip("Rows: the input features, then their sum (\u03a3; the "
+                                       "gradient's norm \u2016g\u2016). Click to attribute there.")
+            self.strip_plot.showGrid(x=False, y=False)
+            self.strip_plot.setXLink(self.input_plot)
+            self.strip_plot.getViewBox().invertY(True)
+            self.strip = ReportingImage(on_hover=self._on_strip_hover,
+                                        on_click=self._on_strip_click)
+            self.strip.setColorMap(self.cmap)
+            self.strip_plot.addItem(self.strip)
+            self.cbar = color_bar(self.cmap, orientation="horizontal", width=10)
+            self.view.addItem(self.cbar, row=2, col=0)
         pen = pg.mkPen("#d62728", width=1.5, style=Qt.PenStyle.DashLine)
         self.t_lines = [p.addLine(x=0, pen=pen) for p in (self.input_plot, self.strip_plot)]
         self.curves = []

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel
 from rnnviewer.engine.analysis import DEFAULT_GATE
 from rnnviewer.engine.analysis import spectrum as engine_spectrum
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, ViewRange, set_text
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
                                             single_thread_blas)
@@ -75,37 +76,38 @@ class SpectrumPanel(Panel):
         self.layout_.addLayout(bar)
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
-        self.plane = self.view.addPlot(row=0, col=0)
-        style_plot(self.plane, left="imaginary part", bottom="real part")
-        self.plane.setAspectLocked(True)
-        self.plane.addLegend(offset=(5, 5), labelTextSize="8pt")
-        self.plane.plot(CIRCLE.real, CIRCLE.imag, pen=pg.mkPen("#808080", width=1,
-                                                                  style=Qt.PenStyle.DashLine))
-        self.first_pts = pg.ScatterPlotItem(size=6, pen=pg.mkPen("#a0a0a0"), brush=None,
-                                            name="first")
-        self.now_pts = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(COLORS["train"]),
-                                          name="now", hoverable=True,
-                                          tip=self._point_tip)
-        self.top_pts = pg.ScatterPlotItem(size=11, pen=pg.mkPen(COLORS["val"], width=1.6),
-                                          brush=None, symbol="o", name="largest |\u03bb|")
-        for item in (self.first_pts, self.now_pts, self.top_pts):
-            self.plane.addItem(item)
-        self.curves = self.view.addPlot(row=0, col=1)
-        style_plot(self.curves, left="value", bottom="step")
-        self.curves.addLegend(offset=(-5, -5), labelTextSize="8pt")
-        self.curves.addItem(Rule(1.0, angle=0, pen=pg.mkPen("#808080", width=1,
-                                                           style=Qt.PenStyle.DashLine)))
-        self.rho_curve = self.curves.plot(pen=PENS["train"], name="spectral radius \u03c1")
-        self.sigma_curve = self.curves.plot(pen=PENS["accent"], name="largest singular value")
-        for c in (self.rho_curve, self.sigma_curve):
-            c.setDownsampling(auto=True, method="peak")
-            c.setClipToView(True)
-        # ranges that move in steps, not with every computation (cached axes, _perf.py)
-        self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.1), shrink=0.0,
-                                 round_hi=True)
-        self.curve_y = ViewRange(self.curves.getViewBox(), "y", pad=(0.08, 0.08))
-        self.view.ci.layout.setColumnStretchFactor(0, 1)
-        self.view.ci.layout.setColumnStretchFactor(1, 1)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            self.plane = self.view.addPlot(row=0, col=0)
+            style_plot(self.plane, left="imaginary part", bottom="real part")
+            self.plane.setAspectLocked(True)
+            self.plane.addLegend(offset=(5, 5), labelTextSize="8pt")
+            self.plane.plot(CIRCLE.real, CIRCLE.imag, pen=pg.mkPen("#808080", width=1,
+                                                                      style=Qt.PenStyle.DashLine))
+            self.first_pts = pg.ScatterPlotItem(size=6, pen=pg.mkPen("#a0a0a0"), brush=None,
+                                                name="first")
+            self.now_pts = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(COLORS["train"]),
+                                              name="now", hoverable=True,
+                                              tip=self._point_tip)
+            self.top_pts = pg.ScatterPlotItem(size=11, pen=pg.mkPen(COLORS["val"], width=1.6),
+                                              brush=None, symbol="o", name="largest |\u03bb|")
+            for item in (self.first_pts, self.now_pts, self.top_pts):
+                self.plane.addItem(item)
+            self.curves = self.view.addPlot(row=0, col=1)
+            style_plot(self.curves, left="value", bottom="step")
+            self.curves.addLegend(offset=(-5, -5), labelTextSize="8pt")
+            self.curves.addItem(Rule(1.0, angle=0, pen=pg.mkPen("#808080", width=1,
+                                                               style=Qt.PenStyle.DashLine)))
+            self.rho_curve = self.curves.plot(pen=PENS["train"], name="spectral radius \u03c1")
+            self.sigma_curve = self.curves.plot(pen=PENS["accent"], name="largest singular value")
+            for c in (self.rho_curve, self.sigma_curve):
+                c.setDownsampling(auto=True, method="peak")
+                c.setClipToView(True)
+            # ranges that move in steps, not with every computation (cached axes, _perf.py)
+            self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.1), shrink=0.0,
+                                     round_hi=True)
+            self.curve_y = ViewRange(self.curves.getViewBox(), "y", pad=(0.08, 0.08))
+            self.view.ci.layout.setColumnStretchFactor(0, 1)
+            self.view.ci.layout.setColumnStretchFactor(1, 1)
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
                                    anchor=(0.5, 0.5))
         self.plane.addItem(self.message)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton
 
 from rnnviewer.engine.analysis import PCAProjector
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Dots, Marker, TimeDots, Trace, WideTrace
 from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, refresh, sequence_spin,
                                          set_spin_max)
@@ -105,34 +106,35 @@ class StateSpacePanel(Panel):
 
         self.view = pg.GraphicsLayoutWidget()
         self.layout_.addWidget(self.view, 1)
-        self.plot = self.view.addPlot(row=0, col=0)
-        style_plot(self.plot, left="PC2", bottom="PC1")
-        self.plot.hideButtons()
-        self.plot.getViewBox().disableAutoRange()
-        # Plain Qt path items (_perf.py): Qt draws them without calling Python.
-        self.others = Trace(pg.mkPen(QColor(150, 150, 150, 70), width=1))
-        self.plot.addItem(self.others)
-        self.line = Trace(pg.mkPen(QColor(90, 90, 90, 200), width=1))
-        self.plot.addItem(self.line)
-        self.points = TimeDots(VIRIDIS, size=7)      # coloured by time step
-        self.points.add_to(self.plot)
-        self.start = Marker("o", 15, z=5)
-        self.end = Marker("s", 14, z=5)
-        self.start_text = pg.TextItem("start", color="#202020", anchor=(-0.15, 1.1))
-        self.end_text = pg.TextItem("end", color="#202020", anchor=(-0.15, 1.1))
-        for item in (self.start, self.end, self.start_text, self.end_text):
-            item.setZValue(5)
-            self.plot.addItem(item)
-        accent = QColor(COLORS["accent"])
-        self.unit_line = WideTrace(pg.mkPen(accent, width=2.2))
-        self.unit_tip = Dots(accent, size=8)
-        self.unit_text = pg.TextItem("", color=accent.darker(120), anchor=(0, 1))
-        for item in (self.unit_line, self.unit_tip, self.unit_text):
-            item.setZValue(6)
-            self.plot.addItem(item)
-        self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=VIRIDIS, interactive=False,
-                                    width=14, label="time step")
-        self.view.addItem(self.cbar, row=0, col=1)
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            self.plot = self.view.addPlot(row=0, col=0)
+            style_plot(self.plot, left="PC2", bottom="PC1")
+            self.plot.hideButtons()
+            self.plot.getViewBox().disableAutoRange()
+            # Plain Qt path items (_perf.py): Qt draws them without calling Python.
+            self.others = Trace(pg.mkPen(QColor(150, 150, 150, 70), width=1))
+            self.plot.addItem(self.others)
+            self.line = Trace(pg.mkPen(QColor(90, 90, 90, 200), width=1))
+            self.plot.addItem(self.line)
+            self.points = TimeDots(VIRIDIS, size=7)      # coloured by time step
+            self.points.add_to(self.plot)
+            self.start = Marker("o", 15, z=5)
+            self.end = Marker("s", 14, z=5)
+            self.start_text = pg.TextItem("start", color="#202020", anchor=(-0.15, 1.1))
+            self.end_text = pg.TextItem("end", color="#202020", anchor=(-0.15, 1.1))
+            for item in (self.start, self.end, self.start_text, self.end_text):
+                item.setZValue(5)
+                self.plot.addItem(item)
+            accent = QColor(COLORS["accent"])
+            self.unit_line = WideTrace(pg.mkPen(accent, width=2.2))
+            self.unit_tip = Dots(accent, size=8)
+            self.unit_text = pg.TextItem("", color=accent.darker(120), anchor=(0, 1))
+            for item in (self.unit_line, self.unit_tip, self.unit_text):
+                item.setZValue(6)
+                self.plot.addItem(item)
+            self.cbar = pg.ColorBarItem(values=(0, 1), colorMap=VIRIDIS, interactive=False,
+                                        width=14, label="time step")
+            self.view.addItem(self.cbar, row=0, col=1)
         self.pca = GramPCA(n_components=3, pool_size=POOL)
         self._space = None           # "h" or "hc": what the pool holds
         self._pooled = None          # the last snapshot whose states went into the pool

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel
                                QToolTip)
 
 from rnnviewer.ui.panels import Panel, register_panel
+from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import BandLevel, cache_axes
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, color_bar, colormap, fmt,
                                             gate_blocks, input_names, output_names,
@@ -101,6 +102,14 @@ class WeightsPanel(Panel):
         if key == self._structure:
             return
         self._structure = key
+        with batched_layout(self.view):              # one layout pass, not one per plot
+            self._build_structure(snap, mats, gates, arr)
+        cache_axes(self.view)
+        self.on_unit_selected(self.selection.unit)
+
+    def _build_structure(self, snap, mats, gates, arr):
+        """The heatmaps, their outlines and colour bars for `mats` in arrangement `arr`."""
+        G = len(gates)
         self.view.clear()
         self.blocks.clear()
         self.bars.clear()
@@ -166,8 +175,6 @@ class WeightsPanel(Panel):
             offset += len(rows)
         for r in range(G if arr == "stack" else 1):
             layout.setRowStretchFactor(r, 1)
-        cache_axes(self.view)
-        self.on_unit_selected(self.selection.unit)
 
     # ------------------------------------------------------------ drawing
     def _source(self, snap):
