@@ -93,7 +93,8 @@ class UnitSelection(QObject):
 # The RedrawScheduler (when panels draw, paced to the GUI thread's budget) and the
 # cached axes / steady ranges that keep frames cheap: ui/panels/_schedule.py, _perf.py.
 from rnnviewer.ui.panels._perf import cache_axes  # noqa: E402
-from rnnviewer.ui.panels._schedule import SLACK, RedrawScheduler, scheduler  # noqa: E402,F401
+from rnnviewer.ui.panels._schedule import (SLACK, RedrawScheduler, scheduler,  # noqa: E402,F401
+                                         visible)
 
 
 class Panel(QWidget):
@@ -170,7 +171,7 @@ class Panel(QWidget):
 
     @Slot()
     def _on_first_paint(self):
-        if _visible(self):
+        if visible(self):
             self.ensure_built()
 
     def __getattr__(self, name):
@@ -182,7 +183,7 @@ class Panel(QWidget):
         return getattr(self, name)
 
     def showEvent(self, event):
-        if _visible(self):             # not a tab behind another one
+        if visible(self):             # not a tab behind another one
             self.ensure_built()
         super().showEvent(event)
 
@@ -249,7 +250,7 @@ class Panel(QWidget):
 
     def is_shown(self):
         """True if some of the panel is on screen (not closed, not a hidden tab)."""
-        return _visible(self)
+        return visible(self)
 
     def timed_redraw(self, now=None):
         """Redraw (called by the scheduler) and set when the next redraw may come: after
@@ -332,14 +333,6 @@ class Panel(QWidget):
         else:
             write_csv(path, arrays)
         return path
-
-
-def _visible(widget):
-    """Visible and not covered: a dock tabbed behind another has an empty visible region."""
-    try:
-        return widget.isVisible() and not widget.visibleRegion().isEmpty()
-    except RuntimeError:   # its C++ side is already deleted
-        return False
 
 
 def write_csv(path, arrays):
