@@ -53,8 +53,6 @@ class CurvesPanel(Panel):
         style_plot(self.lr_plot, left="learning rate", bottom="step")
         for p in (self.norm_plot, self.lr_plot):
             p.setXLink(self.loss_plot)
-        # The learning rate below shows the same (linked) steps: no second row of labels.
-        self.norm_plot.getAxis("bottom").setStyle(showValues=False)
         # Plain Qt path items (_perf.Trace), min/max-decimated when long: cheap frames.
         # In log mode they get log10 of the values (the axes show 10^y).
         self.train_curve = Trace(PENS["train"], max_points=MAX_POINTS)
