@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+import time
 from types import MappingProxyType
 
 import numpy as np
@@ -219,11 +220,18 @@ def test_rerun_every_n_steps(qtbot, snaps, cls):
     assert panel.result is not first and panel.result["step"] == snap.step + 5
 
 
-def test_maximize_can_be_cancelled(qtbot, snaps):
+def test_maximize_can_be_cancelled(qtbot, snaps, monkeypatch):
+    from rnnviewer.engine import maximize as engine_maximize
+    ascent = engine_maximize._Adam.ascent
+
+    def slow_ascent(self, *args):
+        time.sleep(0.002)             # 5000 iterations take >= 10 s: the click comes first
+        return ascent(self, *args)
+
+    monkeypatch.setattr(engine_maximize._Adam, "ascent", slow_ascent)
     snap = snaps["lstm", "flipflop"]
     panel = show(qtbot, MaximizePanel)
     panel.iter_spin.setValue(5000)
-    panel.len_spin.setValue(200)
     panel.update_snapshot(snap)
     panel.redraw_now()
     job = panel.job
