@@ -5,6 +5,7 @@ never import Qt, and NUMBA_CACHE_DIR is set before anything imports numba.
 """
 
 import argparse
+import gc
 import hashlib
 import os
 import sys
@@ -197,6 +198,8 @@ def _main(argv=None, profiling=False):
         setup_numba_cache()
         from rnnviewer.training.headless import main as train_main
         return train_main(argv[1:])
+    if fast_exit:
+        gc.disable()        # for the imports; the GUI modes turn it back on (runner.py)
     args = build_parser().parse_args(argv)
     files = args.file
     args.file = files[0] if files else None       # one window, one session

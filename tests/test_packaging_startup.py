@@ -5,6 +5,7 @@ and the pyqtgraph start-up work deferred by ui/pg_startup.py.
 The frozen app's figures come from packaging/smoke.sh; these are the fast in-process checks.
 """
 
+import gc
 import os
 import pstats
 import subprocess
@@ -289,6 +290,46 @@ def test_self_test_fails_when_the_training_worker_errors():
     assert "self-test FAILED" in r.stderr
     assert "training: RuntimeError: step broken on purpose" in r.stderr
     assert "self-test passed" not in r.stdout
+
+
+GC_AT_START = """
+import gc, sys
+from rnnviewer.ui import runner
+seen = {}
+make_app = runner.make_app
+def recording_make_app(*a):
+    seen["collecting during the imports"] = gc.isenabled()
+    return make_app(*a)
+def probe(args, config):
+    seen["collecting after"] = gc.isenabled()
+    seen["frozen"] = gc.get_freeze_count()
+    print(seen, flush=True)
+    return 0
+runner.make_app, runner.self_test = recording_make_app, probe
+sys.argv = ["rnnviewer", "--self-test"]
+from rnnviewer.app import main
+main()
+"""
+
+
+def test_the_program_does_not_collect_while_it_imports_then_collects_again():
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", GC_AT_START], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = eval(r.stdout.strip().splitlines()[-1])
+    assert seen["collecting during the imports"] is False
+    assert seen["collecting after"] is True and seen["frozen"] > 10000
+
+
+def test_settle_imports_freezes_and_collects_again():
+    gc.disable()
+    try:
+        runner.settle_imports()
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
 
 
 # ------------------------------------------------------------------ pyqtgraph start-up work

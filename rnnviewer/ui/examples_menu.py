@@ -169,13 +169,16 @@ def run_screenshot(args, overrides, example, fast_exit=False):
     from rnnviewer.errors import RnnviewerError
     from rnnviewer.training.session import SessionConfig
     from rnnviewer.ui.main_window import MainWindow
-    from rnnviewer.ui.runner import finish, make_app, train_offscreen, wait_until
+    from rnnviewer.ui.runner import (finish, make_app, settle_imports, train_offscreen,
+                                     wait_until)
     try:
         config = SessionConfig.from_dict(overrides).validate()
     except RnnviewerError as e:
         print(f"rnnviewer: {e}", file=sys.stderr)
         return 2
     make_app()
+    if fast_exit:
+        settle_imports()
     win = MainWindow(config, interactive=False, restore_settings=False)
     win.resize(*args.size)
     win.show()
