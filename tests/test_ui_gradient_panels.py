@@ -236,6 +236,25 @@ def test_saliency_follows_the_selected_unit(qtbot, runs):
 
 
 # ------------------------------------------------------------------ gradient through time
+def test_grad_through_time_records_while_off_screen(qtbot, runs):
+    s, snaps = runs["lstm"]
+    panel = GradThroughTimePanel(UnitSelection(), lazy=True)   # a tab never shown
+    qtbot.addWidget(panel)
+    for sn in snaps + snaps[-1:]:                              # the last one twice
+        panel.update_snapshot(sn)
+    assert not panel.built
+    steps, rows = panel.ring.ordered()
+    assert list(steps) == [sn.step for sn in snaps]
+    np.testing.assert_allclose(rows[0], log_grad_norms(snaps[0].probe.dh))
+    panel.resize(700, 480)
+    panel.show()
+    panel.redraw_now()
+    assert panel.image.image.shape == (T, len(snaps))
+    new_run = dataclasses.replace(snaps[0], run_id=snaps[0].run_id + 1)
+    panel.update_snapshot(new_run)
+    assert list(panel.ring.ordered()[0]) == [new_run.step]
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_grad_through_time_rows_are_log_norms(qtbot, runs, cell):
     s, snaps = runs[cell]

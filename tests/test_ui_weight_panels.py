@@ -263,6 +263,49 @@ def test_spectrum_resets_on_a_new_run_and_skips_repeats(qtbot, runs):
     assert panel.tracks["W_hh"].steps == [snaps[0].step]
 
 
+def test_spectrum_tracks_the_run_while_off_screen(qtbot, runs):
+    """A tab behind another (never built) still records the curves, one gate block per
+    computation, and shows the whole run when it comes to the front; a new run starts
+    a new history even before the panel was built."""
+    snaps = runs["gru"]
+    panel = SpectrumPanel(UnitSelection(), lazy=True)
+    qtbot.addWidget(panel)
+    panel.off_screen.min_interval = panel.off_screen.ratio = 0     # every snapshot
+    for snap in snaps + snaps[-1:]:
+        panel.update_snapshot(snap)
+    assert not panel.built
+    blocks = dict(gate_blocks("W_hh", snaps[0].params["W_hh"], snaps[0].gate_names))
+    # round robin, the gate shown by default first: n, r, z, n, r
+    assert {k: tr.steps for k, tr in panel.tracks.items()} == {
+        "W_hh[n]": [snaps[0].step, snaps[3].step], "W_hh[r]": [snaps[1].step, snaps[3].step],
+        "W_hh[z]": [snaps[2].step]}
+    W = blocks["W_hh[n]"].astype(np.float64)
+    np.testing.assert_allclose(panel.tracks["W_hh[n]"].rho[0],
+                               np.abs(np.linalg.eigvals(W)).max())
+    panel.resize(760, 520)
+    panel.show()
+    panel.throttle.ratio = panel.throttle.min_interval = 0
+    panel.redraw_now()
+    assert panel.current_gate() == "W_hh[n]"
+    cx, _ = panel.rho_curve.getData()
+    assert list(cx) == [snaps[0].step, snaps[3].step]               # off screen, then now
+    panel.gate_box.setCurrentIndex(panel.gate_box.findData("W_hh[r]"))
+    cx, _ = panel.rho_curve.getData()
+    assert list(cx) == [snaps[1].step, snaps[3].step]
+    hidden = SpectrumPanel(UnitSelection(), lazy=True)
+    qtbot.addWidget(hidden)
+    hidden.off_screen.min_interval = hidden.off_screen.ratio = 0
+    hidden.update_snapshot(snaps[0])
+    hidden.update_snapshot(dataclasses.replace(snaps[1], run_id=snaps[1].run_id + 1))
+    assert [tr.steps for tr in hidden.tracks.values()] == [[snaps[1].step]]
+
+
+def test_spectrum_off_screen_is_rare():
+    panel = SpectrumPanel(UnitSelection(), lazy=True)
+    th = panel.off_screen
+    assert th.min_interval >= 1.0 and th.ratio >= 50
+
+
 def test_spectrum_is_throttled_and_catches_up(qtbot, runs):
     snaps = runs["gru"]
     panel = show(qtbot, SpectrumPanel)

@@ -36,6 +36,9 @@ def log_unit_grads(dh, unit):
         return np.maximum(np.log10(g), FLOOR)
 
 
+KEEP_DEFAULT = 500          # snapshots the heatmap keeps (the "keep" box changes it)
+
+
 @register_panel
 class GradThroughTimePanel(Panel):
     title = "Gradient through time"
@@ -44,13 +47,22 @@ class GradThroughTimePanel(Panel):
                "training: vanishing or exploding gradients through time.")
     default_area = Qt.DockWidgetArea.BottomDockWidgetArea
 
+    def __init__(self, *args, **kwargs):
+        # recorded from every new snapshot, on screen or not (a tab behind another, not
+        # built yet), so that the heatmap shows the run so far when it comes to the front;
+        # set first: an eager panel builds inside Panel.__init__
+        self.ring = StepRing(KEEP_DEFAULT)
+        self._recorded = None
+        self._ring_run = None          # run_id the ring belongs to
+        super().__init__(*args, **kwargs)
+
     def build(self):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Keep"))
         self.keep_box = QSpinBox()
         self.keep_box.setRange(50, 5000)
         self.keep_box.setSingleStep(50)
-        self.keep_box.setValue(500)
+        self.keep_box.setValue(self.ring.capacity)
         self.keep_box.setSuffix(" snapshots")
         self.keep_box.setToolTip("How many snapshots the heatmap keeps (older ones scroll out)")
         self.keep_box.valueChanged.connect(self._on_keep_box_changed)
@@ -95,7 +107,6 @@ class GradThroughTimePanel(Panel):
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
                                    anchor=(0.5, 0.5))
         self.plot.addItem(self.message)
-        self.ring = StepRing(self.keep_box.value())
         self.levels = SteadyRange(decay=0.98)
         self.shown_levels = LevelGate(tol=0.08)   # what image and bar show: in steps
         # x moves in steps (headroom for ~10% more steps), not with every snapshot: the
@@ -103,14 +114,20 @@ class GradThroughTimePanel(Panel):
         self.plot_x = ViewRange(self.plot.getViewBox(), "x", pad=(0.0, 0.1), shrink=0.0)
         self.shown = None              # (T, C) image drawn
         self.grid_steps = None         # (C,) step of each column
-        self._recorded = None
         self._yspan = None             # T of the y range set
+
+    def update_snapshot(self, snap):
+        if snap.run_id != self._ring_run:      # a new run (built or not): a new history
+            self._ring_run = snap.run_id
+            self.ring.clear()
+            self._recorded = None
+        super().update_snapshot(snap)
+        if self._recorded is None or snap.step != self._recorded.step:
+            self.ring.append(snap.step, log_grad_norms(snap.probe.dh))
+            self._recorded = snap
 
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
-        if self._recorded is not snap:
-            self.ring.append(snap.step, log_grad_norms(snap.probe.dh))
-            self._recorded = snap
         steps, rows = self.ring.ordered()
         if not len(steps):
             return

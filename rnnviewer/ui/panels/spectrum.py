@@ -32,6 +32,9 @@ def spectrum(W):
     return s.eigenvalues, s.spectral_radius, s.max_singular_value
 
 
+OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
+
+
 class GateTrack:
     """Spectral radius and largest singular value of one block per training step."""
 
@@ -60,6 +63,18 @@ class SpectrumPanel(Panel):
                "spectral radius and largest singular value over training.")
     default_area = Qt.DockWidgetArea.BottomDockWidgetArea
     tab_with = "weights"
+
+    def __init__(self, *args, **kwargs):
+        # The curves go on while the panel is off screen (a tab behind another, not built
+        # yet): one gate block every OFF_SCREEN_EVERY s at most, and at most 1/50 of the
+        # GUI thread, so that it shows the whole run when it comes to the front. Set
+        # first: an eager panel builds inside Panel.__init__.
+        self.tracks = {}                # gate label -> GateTrack (kept without widgets)
+        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
+                                   max_interval=4 * OFF_SCREEN_EVERY)
+        self._off_rr = 0                # round robin over the gate blocks off screen
+        self._track_run = None          # run_id the tracks belong to
+        super().__init__(*args, **kwargs)
 
     def build(self):
         bar = QHBoxLayout()
@@ -111,7 +126,6 @@ class SpectrumPanel(Panel):
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
                                    anchor=(0.5, 0.5))
         self.plane.addItem(self.message)
-        self.tracks = {}                # gate label -> GateTrack
         self.throttle = Throttle(min_interval=0.1, ratio=10.0)
         self.radius = SteadyLevel(decay=0.995)
         self._gates = None
@@ -157,6 +171,29 @@ class SpectrumPanel(Panel):
         for lab in todo:
             eig, rho, sigma = spectrum(blocks[lab])
             self.tracks.setdefault(lab, GateTrack()).add(snap.step, eig, rho, sigma)
+
+    def update_snapshot(self, snap):
+        if snap.run_id != self._track_run:     # a new run (built or not): a new history
+            self._track_run = snap.run_id
+            self.tracks.clear()
+            self.off_screen.reset()
+        super().update_snapshot(snap)
+        if not (self.built and self.is_shown()) and self.off_screen.due():
+            self.off_screen.run(self._compute_off_screen, snap)
+
+    def _compute_off_screen(self, snap):
+        """One gate block of `snap` (round robin, the one shown or shown first by default
+        first) for its curve, while off screen."""
+        blocks = self._blocks(snap)
+        first = self.current_gate() if self.built else None
+        if first not in blocks:
+            want = DEFAULT_GATE.get(snap.cell)
+            first = f"W_hh[{want}]" if want else None
+        labels = sorted(blocks, key=lambda lab: lab != first)
+        lab = labels[self._off_rr % len(labels)]
+        self._off_rr += 1
+        eig, rho, sigma = spectrum(blocks[lab])
+        self.tracks.setdefault(lab, GateTrack()).add(snap.step, eig, rho, sigma)
 
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
