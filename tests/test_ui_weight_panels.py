@@ -384,6 +384,28 @@ def test_histograms_follow_training_with_stable_edges(qtbot, runs, cell):
     assert not panel.grab().isNull()
 
 
+def test_histograms_record_while_off_screen(qtbot, runs):
+    snaps = runs["lstm"]
+    panel = HistogramsPanel(UnitSelection(), lazy=True)              # a tab never shown
+    qtbot.addWidget(panel)
+    panel.off_screen.min_interval = panel.off_screen.ratio = 0
+    for snap in snaps + snaps[-1:]:                                   # the last one twice
+        panel.update_snapshot(snap)
+    assert not panel.built
+    steps, rows = panel.store.get("W_hh", "params")
+    assert list(steps) == [s.step for s in snaps]
+    np.testing.assert_allclose(rows[0], fine_histograms(snaps[0].params["W_hh"])[0], rtol=1e-6)
+    panel.resize(760, 520)
+    panel.show()
+    panel.redraw_now()                           # recorded off screen: drawn all the same
+    assert panel.entry() == "W_hh"
+    assert list(panel.strips["params"].steps) == [s.step for s in snaps]
+    new_run = dataclasses.replace(snaps[0], run_id=snaps[0].run_id + 1)
+    panel.hide()
+    panel.update_snapshot(new_run)
+    assert list(panel.store.get("W_hh", "params")[0]) == [new_run.step]
+
+
 def test_step_ring_and_grid():
     ring = StepRing(capacity=3)
     for s in (1, 2, 2, 5, 9):

@@ -26,6 +26,7 @@ FINE = 128                 # bins per stored histogram
 BINS = 81                  # display bins over [-R, R] (odd: one bin centred on zero)
 QUANTITIES = (("params", "weights"), ("grads", "gradients"))
 MATRIX_ORDER = ("W_xh", "W_hh", "W_hy", "b_xh", "b_hh", "b_y")
+OFF_SCREEN_EVERY = 1.0     # seconds between records while the panel is off screen
 TAIL = 0.002               # the display range leaves out at most 2 x this share
 
 
@@ -223,6 +224,19 @@ class HistogramsPanel(Panel):
     default_area = Qt.DockWidgetArea.BottomDockWidgetArea
     tab_with = "weights"
 
+    def __init__(self, *args, **kwargs):
+        # Recorded off screen too (a tab behind another, not built yet), every
+        # OFF_SCREEN_EVERY s at most and at most 1/50 of the GUI thread, so that the strips
+        # show the run so far when the panel comes to the front. Set first: an eager panel
+        # builds inside Panel.__init__.
+        self.store = HistoryStore()
+        self.throttle = Throttle(min_interval=0.2, ratio=10.0)
+        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
+                                   max_interval=4 * OFF_SCREEN_EVERY)
+        self._recorded = None
+        self._store_run = None         # run_id the store belongs to
+        super().__init__(*args, **kwargs)
+
     def build(self):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Matrix"))
@@ -263,10 +277,7 @@ class HistogramsPanel(Panel):
         # x (shared by both strips) moves in steps with ~10% headroom, not every frame
         self.x_range = ViewRange(self.strips["params"].plot.getViewBox(), "x",
                                  pad=(0.0, 0.1), shrink=0.0)
-        self.store = HistoryStore()
         self.ranges = {}               # (entry, which, scale) -> (lo, hi)
-        self.throttle = Throttle(min_interval=0.2, ratio=10.0)
-        self._recorded = None
         self._dirty = False            # a choice changed: draw even without a new record
         self._entries = []
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
@@ -319,6 +330,18 @@ class HistogramsPanel(Panel):
         return self.ranges[key]
 
     # ------------------------------------------------------------ drawing
+    def update_snapshot(self, snap):
+        if snap.run_id != self._store_run:     # a new run (built or not): a new history
+            self._store_run = snap.run_id
+            self.store.clear()
+            self._recorded = None
+            self.off_screen.reset()
+        super().update_snapshot(snap)
+        if not (self.built and self.is_shown()) and self.off_screen.due() and \
+                (self._recorded is None or snap.step != self._recorded.step):
+            self.off_screen.run(self.store.add, snap)
+            self._recorded = snap
+
     def redraw(self, snap):
         if self._recorded is not snap:
             if self._recorded is not None and not self.throttle.due():
@@ -328,7 +351,7 @@ class HistogramsPanel(Panel):
             else:
                 self.throttle.run(self.store.add, snap)
                 self._recorded = snap
-                self._sync_entries()
+        self._sync_entries()                   # (records made off screen too)
         self._dirty = False
         name = self.entry()
         if name is None:
