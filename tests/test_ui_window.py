@@ -477,6 +477,7 @@ def test_saving_where_it_cannot_shows_the_problem(window, qtbot, tmp_path, shown
 
 def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
     import gc
+    import weakref
 
     import shiboken6
     from PySide6.QtCore import QObject
@@ -485,14 +486,18 @@ def test_garbage_is_collected_in_the_gui_thread_only(qtbot):
     assert gc.isenabled(), gcguard._ACTIVE
     guard = GuiThreadGC(interval_ms=10)
     assert not gc.isenabled()                     # no collection in the worker thread
+    # a low first threshold: whatever else allocates or collects in the meantime, the
+    # guard's next looks find more than 20 new objects (the event loop's own make more)
+    guard.threshold = (20,) + guard.threshold[1:]
 
     class Cycle:
         pass
-    for _ in range(gc.get_threshold()[0] + 10):
+    for _ in range(200):
         c = Cycle()
         c.me = c
+    ref = weakref.ref(c)
     del c
-    qtbot.waitUntil(lambda: guard.collections > 0, timeout=5000)
+    qtbot.waitUntil(lambda: guard.collections > 0 and ref() is None, timeout=5000)
     guard.stop()
     assert gc.isenabled()
     # a guard deleted with its parent, never stopped, does not leave collection off
