@@ -333,6 +333,73 @@ def test_settle_imports_freezes_and_collects_again():
 
 
 # ------------------------------------------------------------------ pyqtgraph start-up work
+ENUMS_MADE = """
+import enum, sys
+made = [0]
+create = enum.EnumType._create_
+def counting(*a, **k):
+    made[0] += 1
+    return create(*a, **k)
+enum.EnumType._create_ = counting
+if sys.argv[1] == "app":
+    import rnnviewer.ui                      # pyqtgraph with the on-demand mirrors
+import pyqtgraph as pg
+from pyqtgraph.Qt import QtCore, QtGui, QtWidgets
+assert QtWidgets.QWidget.__module__.startswith("PySide6") and QtGui.QColor and QtCore.QTimer
+print(made[0])
+"""
+
+
+def test_pyqtgraph_imports_without_making_every_qt_enum():
+    def enums(mode):
+        r = subprocess.run([sys.executable, "-c", ENUMS_MADE, mode], capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM":
+                                                        "offscreen"})
+        assert r.returncode == 0, r.stderr
+        return int(r.stdout.split()[-1])
+    plain, app = enums("plain"), enums("app")
+    assert plain > 500 and app < plain / 2, (plain, app)
+
+
+def test_pyqtgraph_uses_the_on_demand_mirrors_and_sees_the_real_classes():
+    import pyqtgraph as pg
+    from PySide6 import QtCore, QtGui, QtWidgets
+    from rnnviewer.ui import qt_mirror
+    for short, real in qt_mirror.REAL.items():
+        mod = getattr(pg.Qt, short)
+        assert sys.modules[f"pyqtgraph.Qt.{short}"] is mod and "on demand" in mod.__doc__
+        assert len(dir(real)) > 200                      # PySide6's own names are back
+        assert set(dir(real)) <= set(dir(mod))
+    assert pg.Qt.QtWidgets.QGraphicsView is QtWidgets.QGraphicsView
+    assert pg.QtGui.QColor is QtGui.QColor and pg.QtCore.Signal is QtCore.Signal
+    assert pg.QtGui.QFileSystemModel is QtWidgets.QFileSystemModel   # pyqtgraph's own shim
+    with pytest.raises(AttributeError):
+        pg.Qt.QtCore.NoSuchThing
+
+
+MIRROR_REFUSED = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("qm", sys.argv[1])
+qm = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(qm)
+qm.bound = lambda pg_qt, mirrors: False          # a pyqtgraph that does not take them
+assert qm.install() is False
+import pyqtgraph as pg
+from PySide6 import QtGui
+assert "QColor" in vars(pg.Qt.QtGui) and pg.Qt.QtGui.QColor is QtGui.QColor
+assert hasattr(sys.modules["pyqtgraph.Qt.QtCore"], "__path__")   # pyqtgraph's own package
+assert len(dir(QtGui)) > 200
+print("fell back")
+"""
+
+
+def test_a_pyqtgraph_that_refuses_the_mirrors_is_imported_as_usual():
+    from rnnviewer.ui import qt_mirror
+    r = subprocess.run([sys.executable, "-c", MIRROR_REFUSED, qt_mirror.__file__],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0 and "fell back" in r.stdout, r.stdout + r.stderr
+
 def test_viewbox_menus_are_built_on_first_use_and_keep_pyqtgraphs_behaviour(qtbot):
     import pyqtgraph as pg
 
