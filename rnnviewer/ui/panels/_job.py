@@ -250,3 +250,83 @@ class JobPanel(Panel):
 
 
 atexit.register(cancel_all)
+
+
+class ProgressJobPanel(JobPanel):
+    """A JobPanel with the usual controls for its job: a run button (`run_label`, then
+    "Restart" while a job runs), a cancel button, a progress bar (0-1000) and an info
+    line. Subclasses build `run_button`, `cancel_button`, `progress`, `info`, `auto_box`
+    and `auto_spin` (run again every so many steps), keep `result` (None before any), and
+    implement `run()` and `_show_message(text)`; `job_title` names the work in failure
+    messages."""
+
+    run_label = "Run"
+    job_title = "the job"
+    start_hint = "start"           # "press <run_label> to <start_hint>"
+    result = None
+    _failure = None                # message of the last failed run
+    _started = 0.0                 # time.monotonic() when the last run started
+    _ran_run_id = None             # run_id of the session the last run was for
+
+    def launch(self, fn, name, run_id):
+        """start_job(fn, name) for the session `run_id`, the controls set to running."""
+        self._ran_run_id = run_id
+        self._failure = None
+        self._started = time.monotonic()
+        self.start_job(fn, name)
+        self.run_button.setText("Restart")
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting\u2026")
+
+    def follow_training(self, snap, pending=False):
+        """redraw() of a panel whose picture is its job's result: run again for a new
+        session (or when `pending`) if on screen, else say how to start; and every
+        `auto_spin` steps while `auto_box` is checked. Returns False: a new snapshot alone
+        changes nothing on screen (the picture comes with the result, job_succeeded), so
+        it is not a frame. Subclasses implement `run()`."""
+        if self.job_running():
+            return False
+        if self._ran_run_id != snap.run_id or pending:
+            if self.is_shown():
+                self.run()
+            elif self.result is None:
+                self._show_message(f"press {self.run_label} to {self.start_hint}")
+            return False
+        if self.auto_box.isChecked() and self.result is not None and self.is_shown() and \
+                snap.step - self.result["step"] >= self.auto_spin.value():
+            self.run()
+        return False
+
+    def reset_job(self):
+        """Forget the job and its result (a reset: they describe the old model)."""
+        self.discard_job()
+        self.cancel_button.setEnabled(False)
+        self.run_button.setText(self.run_label)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.result = None
+        self._failure = None
+        self._ran_run_id = None
+
+    def job_progressed(self, fraction, text):
+        self.progress.setValue(int(round(1000 * fraction)))
+        self.progress.setFormat(f"{100 * fraction:.0f}%  {text}")
+
+    def job_failed(self, message, details):
+        self._failure = message
+        if self.result is None:
+            self._show_message(f"{self.job_title} failed: {message}")
+        self.info.setText(f"failed: {message}")
+        self.info.setStyleSheet("color: #a03030;")
+
+    def job_ended(self):
+        self.cancel_button.setEnabled(False)
+        self.run_button.setText(self.run_label)
+        if self.result is not None and self.result.get("stopped"):
+            self.progress.setFormat("cancelled")
+        elif self._failure:
+            self.progress.setFormat("failed")
+        else:
+            self.progress.setValue(1000)
+            self.progress.setFormat(f"done in {time.monotonic() - self._started:.1f} s")

@@ -28,7 +28,7 @@ from rnnviewer.training.analyses_dynamics import KINDS, kind_counts, numpy_model
     run_fixed_points
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._hidden import message_label
-from rnnviewer.ui.panels._job import JobPanel
+from rnnviewer.ui.panels._job import ProgressJobPanel
 from rnnviewer.ui.panels._wg_common import single_thread_blas
 from rnnviewer.ui.style import style_plot
 
@@ -64,7 +64,10 @@ def _table(tip):
 
 
 @register_panel
-class FixedPointsPanel(JobPanel):
+class FixedPointsPanel(ProgressJobPanel):
+    run_label = "Find"
+    job_title = "fixed-point search"
+    start_hint = "search for fixed points"
     title = "Fixed points"
     object_name = "fixed_points"
     tooltip = ("Fixed and slow points of the hidden-state dynamics under a constant input, "
@@ -227,14 +230,7 @@ class FixedPointsPanel(JobPanel):
         self.update_overlay()
 
     def on_reset(self):
-        self.discard_job()             # its result would describe the old model
-        self.cancel_button.setEnabled(False)
-        self.run_button.setText("Find")
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        self.result = None
-        self._failure = None
-        self._ran_run_id = None
+        self.reset_job()               # its result would describe the old model
         self._selected = None
         for t in (self.table, self.slow_table):
             t.setRowCount(0)
@@ -261,21 +257,10 @@ class FixedPointsPanel(JobPanel):
                        cell=cfg["cell"], n_hidden=int(cfg["n_hidden"]))
             return out
 
-        self._ran_run_id = snap.run_id
-        self._failure = None
-        self._started = time.monotonic()
-        self.start_job(work, "rnnviewer-fixed-points")
-        self.run_button.setText("Restart")
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self.progress.setFormat("starting\u2026")
+        self.launch(work, "rnnviewer-fixed-points", snap.run_id)
         if self.result is None:
             self._show_message("searching for fixed points\u2026")
         return self.job
-
-    def job_progressed(self, fraction, text):
-        self.progress.setValue(int(round(1000 * fraction)))
-        self.progress.setFormat(f"{100 * fraction:.0f}%  {text}")
 
     def job_succeeded(self, result):
         self.result = result
@@ -283,42 +268,11 @@ class FixedPointsPanel(JobPanel):
         self._draw_result()
         self.update_overlay()
 
-    def job_failed(self, message, details):
-        self._failure = message
-        if self.result is None:
-            self._show_message(f"fixed-point search failed: {message}")
-        self.info.setText(f"failed: {message}")
-        self.info.setStyleSheet("color: #a03030;")
-
-    def job_ended(self):
-        self.cancel_button.setEnabled(False)
-        self.run_button.setText("Find")
-        if self.result is not None and self.result.get("stopped"):
-            self.progress.setFormat("cancelled")
-        elif self._failure:
-            self.progress.setFormat("failed")
-        else:
-            self.progress.setValue(1000)
-            self.progress.setFormat(f"done in {time.monotonic() - self._started:.1f} s")
-
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
         if self.result is not None and self._overlay_on is None and self.overlay_box.isChecked():
             self.update_overlay()            # the state-space panel may have appeared since
-        if self.job_running():
-            return False
-        if self._ran_run_id != snap.run_id:
-            if self.is_shown():
-                self.run()
-            elif self.result is None:
-                self._show_message("press Find to search for fixed points")
-            return False
-        if self.auto_box.isChecked() and self.result is not None and self.is_shown() and \
-                snap.step - self.result["step"] >= self.auto_spin.value():
-            self.run()
-        # the picture is the job's result, drawn when it arrives (job_succeeded): a new
-        # snapshot alone changes nothing on screen, so it is not a frame
-        return False
+        return self.follow_training(snap)
 
     def _show_message(self, text):
         self.message.setText(text)

@@ -27,7 +27,7 @@ from rnnviewer.training.analyses_dynamics import (InputEncoding, MAX_LENGTH, def
                                                   input_encoding, numpy_model, run_maximize)
 from rnnviewer.ui.panels import register_panel
 from rnnviewer.ui.panels._hidden import message_label
-from rnnviewer.ui.panels._job import JobPanel
+from rnnviewer.ui.panels._job import ProgressJobPanel
 from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, color_bar, colormap,
                                             fmt, single_thread_blas)
 from rnnviewer.ui.panels.saliency import TimeSpin
@@ -83,7 +83,10 @@ def _dspin(low, high, value, decimals, step, tip):
 
 
 @register_panel
-class MaximizePanel(JobPanel):
+class MaximizePanel(ProgressJobPanel):
+    run_label = "Run"
+    job_title = "activation maximization"
+    start_hint = "maximize the selected unit"
     title = "Activation maximization"
     object_name = "maximize"
     tooltip = ("The input sequence that drives the selected unit highest at step t, found by "
@@ -347,14 +350,7 @@ class MaximizePanel(JobPanel):
             self.drawn = None                # run when shown again
 
     def on_reset(self):
-        self.discard_job()             # its result would describe the old model
-        self.cancel_button.setEnabled(False)
-        self.run_button.setText("Run")
-        self.progress.setValue(0)
-        self.progress.setFormat("idle")
-        self.result = None
-        self._failure = None
-        self._ran_run_id = None
+        self.reset_job()               # its result would describe the old model
         self._task_key = None
         self._show_message("waiting for the first snapshot\u2026")
 
@@ -398,63 +394,21 @@ class MaximizePanel(JobPanel):
                                            else InputEncoding(enc.kind), model.n_in))
             return out
 
-        self._ran_run_id = snap.run_id
         self._pending_unit = False
-        self._failure = None
-        self._started = time.monotonic()
-        self.start_job(work, "rnnviewer-maximize")
-        self.run_button.setText("Restart")
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self.progress.setFormat("starting\u2026")
+        self.launch(work, "rnnviewer-maximize", snap.run_id)
         what = "h" if opts["target"] == "hidden" else "y"
         if self.result is None:
             self._show_message(f"maximizing {what}[{opts['unit']}]\u2026")
         return self.job
 
-    def job_progressed(self, fraction, text):
-        self.progress.setValue(int(round(1000 * fraction)))
-        self.progress.setFormat(f"{100 * fraction:.0f}%  {text}")
-
     def job_succeeded(self, result):
         self.result = result
         self._draw_result()
 
-    def job_failed(self, message, details):
-        self._failure = message
-        if self.result is None:
-            self._show_message(f"activation maximization failed: {message}")
-        self.info.setText(f"failed: {message}")
-        self.info.setStyleSheet("color: #a03030;")
-
-    def job_ended(self):
-        self.cancel_button.setEnabled(False)
-        self.run_button.setText("Run")
-        if self.result is not None and self.result.get("stopped"):
-            self.progress.setFormat("cancelled")
-        elif self._failure:
-            self.progress.setFormat("failed")
-        else:
-            self.progress.setValue(1000)
-            self.progress.setFormat(f"done in {time.monotonic() - self._started:.1f} s")
-
     # ------------------------------------------------------------ drawing
     def redraw(self, snap):
         self._sync_controls(snap)
-        if self.job_running():
-            return False
-        if self._ran_run_id != snap.run_id or self._pending_unit:
-            if self.is_shown():
-                self.run()
-            elif self.result is None:
-                self._show_message("press Run to maximize the selected unit")
-            return False
-        if self.auto_box.isChecked() and self.result is not None and self.is_shown() and \
-                snap.step - self.result["step"] >= self.auto_spin.value():
-            self.run()
-        # the picture is the job's result, drawn when it arrives (job_succeeded): a new
-        # snapshot alone changes nothing on screen, so it is not a frame
-        return False
+        return self.follow_training(snap, pending=self._pending_unit)
 
     def _show_message(self, text):
         self.message.setText(text)
