@@ -1,5 +1,18 @@
 """Helpers shared by the GRU and LSTM numba kernels.
 
+What both cells' kernels do. x is (B, T, I) floats or (B, T) integer token ids,
+optionally scaled per sequence (`forward(..., scale=)`: integrated gradients' points on
+the path from 0). The recurrent product of each step runs register tiles over W_hh
+packed in column panels (`packed.mm_packed`) for chunks of more than SMALL_M rows, dot
+products for one or two. Token ids, one-hot rows and 1-feature inputs are read row by
+row in the time loop (rows of W_xh.T, no (B, T, G) projection), and their dL/dx is a dot
+product per row there too (`backward(..., hot_only=True)`: only at each token's own
+position); other inputs take one BLAS call each for the projection and dL/dx. Weight
+gradients are one BLAS call each per batch chunk. Large batches run one chunk per numba
+thread (one fork/join per pass, per-chunk gradient buffers); float32 uses a rational
+tanh with fastmath, float64 is exact.
+
+The helpers:
 - `tanh` / `sigmoid`: a rational tanh (max abs error 2.6e-7) for float32, exact `np.tanh`
   for float64 (the checks run in float64).
 - `gemm`: row-major BLAS on strided blocks of the kernels' (B, T, ...) arrays, in place,

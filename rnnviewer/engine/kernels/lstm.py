@@ -3,17 +3,8 @@
     [i, f, g, o] = [sig, sig, tanh, sig](W_xh x + b_xh + W_hh h + b_hh)
     c' = f * c + i * g        h' = o * tanh(c')
 
-x is (B, T, I) floats or (B, T) integer token ids, optionally scaled per sequence
-(`forward(..., scale=)`: integrated gradients' points on the path from 0). The
-recurrent product of each step runs register tiles over W_hh packed in column panels
-(`packed.mm_packed`) for chunks of more than SMALL_M rows, dot products for one or two.
-Token ids, one-hot rows and 1-feature inputs are read row by row in the time loop
-(rows of W_xh.T, no (B, T, G) projection), and their dL/dx is a dot product per row
-there too (`backward(..., hot_only=True)`: only at each token's own position); other
-inputs take one BLAS call each for the projection and dL/dx. Weight gradients are one
-BLAS call each per batch chunk. Large batches run one chunk per numba thread (one
-fork/join per pass, per-chunk gradient buffers); float32 uses a rational tanh with
-fastmath, float64 is exact.
+Inputs, the recurrent products, threading and precision: as every gated cell
+(`_gated_common`, module docstring).
 """
 
 import numpy as np
