@@ -363,6 +363,15 @@ def main():
     ceil = {n: _median(v) for n, v in ceiling.items()}
     top = max(ceil.values())
     med = {key: _median(v) for key, v in rates.items()}
+
+    def best(side, k):
+        """(steps/s, threads) of the fastest worker of `side` on config k, or None."""
+        names = [n for n, _, _ in specs if n.startswith(side + "/")]
+        if not names:
+            return None
+        name = max(names, key=lambda n: med[n, k])
+        return med[name, k], name.split("/")[1]
+
     print()
     print(f"float32 matmul ceiling (numpy 2048^2): {ceil['ceiling/1']:.0f} GFLOP/s on 1 thread, "
           f"{ceil['ceiling/2']:.0f} on 2")
@@ -376,18 +385,15 @@ def main():
     for k, cfg in enumerate(configs):
         I, H, O, T, B, loss = cfg
         gf = step_flops(args.cell, I, H, O, T, B) / 1e9
-        names = [n for n, _, _ in specs if n.startswith("engine/")]
-        eng = max(med[n, k] for n in names)
-        which = max(names, key=lambda n: med[n, k]).split("/")[1]
+        eng, which = best("engine", k)
         cells = [f"{I},{H},{O},{T},{B} {loss}", f"{eng:.0f} ({eng * gf:.0f}) [{which}t]"]
         ratios = []
         for side in ("torch", "numpy"):
-            names = [n for n, _, _ in specs if n.startswith(side + "/")]
-            if names:
-                best = max(med[n, k] for n in names)
-                which = max(names, key=lambda n: med[n, k]).split("/")[1]
-                cells.append(f"{best:.0f} ({best * gf:.0f}) [{which}t]")
-                ratios.append(f"{eng / best:.1f}x")
+            other = best(side, k)
+            if other is not None:
+                rate, which = other
+                cells.append(f"{rate:.0f} ({rate * gf:.0f}) [{which}t]")
+                ratios.append(f"{eng / rate:.1f}x")
             else:
                 cells.append("-")
                 ratios.append("-")
@@ -404,12 +410,7 @@ def main():
         for k, cfg in enumerate(configs):
             I, H, O, T, B, loss = cfg
             gf = step_flops(args.cell, I, H, O, T, B) / 1e9
-            best = {}
-            for side in ("before", "engine"):
-                names = [n for n, _, _ in specs if n.startswith(side + "/")]
-                best[side] = (max(med[n, k] for n in names),
-                              max(names, key=lambda n: med[n, k]).split("/")[1])
-            (b, bt), (a, at) = best["before"], best["engine"]
+            (b, bt), (a, at) = best("before", k), best("engine", k)
             print(f"| {I},{H},{O},{T},{B} {loss} | {b:.0f} ({b * gf:.0f}) [{bt}t] | "
                   f"{a:.0f} ({a * gf:.0f}) [{at}t] | {a / b:.2f}x | {100 * b * gf / top:.0f}% | "
                   f"{100 * a * gf / top:.0f}% |")
