@@ -210,14 +210,20 @@ class Panel(QWidget):
     def on_reset(self):
         """A new run started (reset or another session): forget accumulated state."""
 
+    def on_new_run(self):
+        """A new run started, built or not: forget the history a panel records without
+        its widgets (on_reset follows if the panel is built)."""
+
     def sizeHint(self):
         return QSize(480, 320)
 
     # ------------------------------------------------------------ machinery
     def update_snapshot(self, snap):
         """Keep `snap` as the newest; it is drawn on the next timer tick."""
-        if self.built and self.snapshot is not None and snap.run_id != self.snapshot.run_id:
-            self.on_reset()            # (a panel built later starts from a clean state)
+        if self.snapshot is not None and snap.run_id != self.snapshot.run_id:
+            self.on_new_run()
+            if self.built:
+                self.on_reset()        # (a panel built later starts from a clean state)
         self.snapshot = snap
         scheduler().poke()
 

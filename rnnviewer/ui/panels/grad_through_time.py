@@ -53,7 +53,6 @@ class GradThroughTimePanel(Panel):
         # set first: an eager panel builds inside Panel.__init__
         self.ring = StepRing(KEEP_DEFAULT)
         self._recorded = None
-        self._ring_run = None          # run_id the ring belongs to
         super().__init__(*args, **kwargs)
 
     def build(self):
@@ -116,11 +115,11 @@ class GradThroughTimePanel(Panel):
         self.grid_steps = None         # (C,) step of each column
         self._yspan = None             # T of the y range set
 
+    def on_new_run(self):
+        self.ring.clear()
+        self._recorded = None
+
     def update_snapshot(self, snap):
-        if snap.run_id != self._ring_run:      # a new run (built or not): a new history
-            self._ring_run = snap.run_id
-            self.ring.clear()
-            self._recorded = None
         super().update_snapshot(snap)
         if self._recorded is None or snap.step != self._recorded.step:
             self.ring.append(snap.step, log_grad_norms(snap.probe.dh))
@@ -214,9 +213,7 @@ class GradThroughTimePanel(Panel):
         self.redraw_now()
 
     def on_reset(self):
-        self.ring.clear()
         self.levels.reset()
-        self._recorded = None
         self.shown = None
         self.shown_levels.reset()
         self.side_range.reset()

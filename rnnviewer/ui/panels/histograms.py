@@ -234,7 +234,6 @@ class HistogramsPanel(Panel):
         self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
                                    max_interval=4 * OFF_SCREEN_EVERY)
         self._recorded = None
-        self._store_run = None         # run_id the store belongs to
         super().__init__(*args, **kwargs)
 
     def build(self):
@@ -330,12 +329,12 @@ class HistogramsPanel(Panel):
         return self.ranges[key]
 
     # ------------------------------------------------------------ drawing
+    def on_new_run(self):
+        self.store.clear()
+        self._recorded = None
+        self.off_screen.reset()
+
     def update_snapshot(self, snap):
-        if snap.run_id != self._store_run:     # a new run (built or not): a new history
-            self._store_run = snap.run_id
-            self.store.clear()
-            self._recorded = None
-            self.off_screen.reset()
         super().update_snapshot(snap)
         if not (self.built and self.is_shown()) and self.off_screen.due() and \
                 (self._recorded is None or snap.step != self._recorded.step):
@@ -419,11 +418,9 @@ class HistogramsPanel(Panel):
         self.redraw_now()
 
     def on_reset(self):
-        self.store.clear()
         self.ranges.clear()
         self.x_range.reset()
         self.throttle.reset()
-        self._recorded = None
 
     # ------------------------------------------------------------ export
     def export_item(self):

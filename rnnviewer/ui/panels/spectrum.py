@@ -73,7 +73,6 @@ class SpectrumPanel(Panel):
         self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
                                    max_interval=4 * OFF_SCREEN_EVERY)
         self._off_rr = 0                # round robin over the gate blocks off screen
-        self._track_run = None          # run_id the tracks belong to
         super().__init__(*args, **kwargs)
 
     def build(self):
@@ -172,11 +171,11 @@ class SpectrumPanel(Panel):
             eig, rho, sigma = spectrum(blocks[lab])
             self.tracks.setdefault(lab, GateTrack()).add(snap.step, eig, rho, sigma)
 
+    def on_new_run(self):
+        self.tracks.clear()
+        self.off_screen.reset()
+
     def update_snapshot(self, snap):
-        if snap.run_id != self._track_run:     # a new run (built or not): a new history
-            self._track_run = snap.run_id
-            self.tracks.clear()
-            self.off_screen.reset()
         super().update_snapshot(snap)
         if not (self.built and self.is_shown()) and self.off_screen.due():
             self.off_screen.run(self._compute_off_screen, snap)
@@ -263,7 +262,6 @@ class SpectrumPanel(Panel):
     def on_reset(self):
         self.curve_x.reset()
         self.curve_y.reset()
-        self.tracks.clear()
         self.radius.reset()
         self.throttle.reset()
         self._computed = None
