@@ -47,6 +47,9 @@ def parse():
     p.add_argument("--train-threads", type=int, default=None,
                    help="numba threads of the window's training worker (default: numba's, "
                         "all cores); headless always uses the default")
+    p.add_argument("--in-process", action="store_true",
+                   help="train in a thread of the window's process, as before the training "
+                        "process (ui/worker.py), for comparison")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--profile", help="cProfile the GUI thread during the windowed runs and "
                                      "write the 40 costliest functions (cumulative) here")
@@ -101,36 +104,46 @@ class Probe:
         self.timer.stop()
 
 
-def thread_cpu():
-    """name -> CPU seconds of this process's threads, from /proc (Linux; {} elsewhere):
-    "gui" the GUI thread, "training" the training QThread (Qt names OS threads after their
-    objectName), "training_pool" the numba/OpenMP workers it started (threads inherit
-    their creator's name), "other" every other thread."""
-    out = {"gui": 0.0, "training": 0.0, "training_pool": 0.0, "other": 0.0}
-    tick = os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(stat_path):
+    with open(stat_path) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
+def thread_cpu(child_pid=None):
+    """name -> CPU seconds, from /proc (Linux; {} elsewhere): "gui" the GUI thread,
+    "worker" the training worker's QThread (Qt names OS threads after their objectName;
+    it relays the training process, or trains itself with --in-process), "training_pool"
+    the numba workers it started in-process (threads inherit their creator's name),
+    "other" every other thread of this process, "training_process" the whole training
+    process (child_pid)."""
+    out = {"gui": 0.0, "worker": 0.0, "training_pool": 0.0, "other": 0.0}
     try:
         tids = sorted(os.listdir("/proc/self/task"), key=int)
     except OSError:
         return {}
-    seen_training = False
+    seen_worker = False
     for tid in tids:
         try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
+            cpu = _cpu_seconds(f"/proc/self/task/{tid}/stat")
             with open(f"/proc/self/task/{tid}/comm") as f:
                 comm = f.read().strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        cpu = (int(fields[11]) + int(fields[12])) / tick      # utime + stime
         if int(tid) == os.getpid():
             key = "gui"
         elif comm.startswith("rnnviewer-trai"):
-            key = "training_pool" if seen_training else "training"
-            seen_training = True
+            key = "training_pool" if seen_worker else "worker"
+            seen_worker = True
         else:
             key = "other"
         out[key] += cpu
+    if child_pid:
+        try:
+            out["training_process"] = _cpu_seconds(f"/proc/{child_pid}/stat")
+        except OSError:
+            pass
     return out
 
 
@@ -145,8 +158,7 @@ def run_loop(seconds):
 
 def windowed(win, probe, seconds, profiler=None):
     """Run the window's training for `seconds`; latency, per-panel fps, steps/s, and what
-    explains them: snapshots/s reaching the window, the session's smoothed snapshot cost,
-    the CPU share of each thread."""
+    explains them: snapshots/s reaching the window, the CPU share of each thread."""
     from rnnviewer.ui.panels import scheduler
     from rnnviewer.ui.runner import wait_until
     win.worker.set_running(True)
@@ -154,9 +166,9 @@ def windowed(win, probe, seconds, profiler=None):
     run_loop(0.5)                                       # settle
     frames0 = {n: p.frames for n, p in win.panels.items()}
     skipped0 = {n: getattr(p, "skipped", 0) for n, p in win.panels.items()}
-    session = win.worker.session
-    step0, t0 = session.step, time.perf_counter()
-    serial0, cpu0 = win.snapshot.serial, thread_cpu()
+    pid = win.worker.child_pid
+    step0, t0 = win.snapshot.step, time.perf_counter()
+    serial0, cpu0 = win.snapshot.serial, thread_cpu(pid)
     probe.start()
     if profiler is not None:
         profiler.enable()
@@ -165,17 +177,16 @@ def windowed(win, probe, seconds, profiler=None):
         profiler.disable()
     probe.stop()
     dt = time.perf_counter() - t0
-    steps = session.step - step0
-    cpu1 = thread_cpu()
+    steps = win.snapshot.step - step0       # the newest snapshot: at most ~40 ms behind
+    cpu1 = thread_cpu(pid)
     snaps = (win.snapshot.serial - serial0) / dt
     fps = {n: (p.frames - frames0[n]) / dt for n, p in win.panels.items()}
     throttled = sorted(n for n, p in win.panels.items()
                        if getattr(p, "skipped", 0) > skipped0[n])
     diag = {"snapshots_per_s": snaps,
-            "snapshot_ms": 1000 * session._snapshot_seconds,
             "pace": scheduler().pace, "gui_busy": scheduler().busy,
             "budget": getattr(scheduler(), "budget", math.nan),
-            "cpu_share": {k: (cpu1[k] - cpu0[k]) / dt for k in cpu1}}
+            "cpu_share": {k: (cpu1[k] - cpu0[k]) / dt for k in cpu1 if k in cpu0}}
     win.worker.set_running(False)
     wait_until(lambda: not win.running, 10)
     late = sorted(probe.late)
@@ -194,6 +205,8 @@ def main():
     from rnnviewer.ui.runner import make_app, wait_until
     config = SessionConfig(task=args.task, cell=args.cell, hidden=args.hidden,
                            seq_len=args.seq_len, batch=args.batch)
+    if args.in_process:
+        os.environ["RNNVIEWER_TRAIN_IN_PROCESS"] = "1"
     app = make_app()
     win = MainWindow(config, interactive=False, restore_settings=False)
     if args.switch_interval:
@@ -212,7 +225,8 @@ def main():
         for dock in win.docks.values():
             dock.hide()
     win.start()
-    win.worker.train_threads = args.train_threads
+    if args.train_threads:
+        win.worker.set_train_threads(args.train_threads)
     if not wait_until(lambda: win.snapshot is not None or win.errors, 600):
         sys.exit("timed out waiting for the kernels")
     if win.errors:
@@ -251,6 +265,7 @@ def main():
     out["budget"] = getattr(scheduler(), "fixed_budget", None) or \
         getattr(scheduler(), "BUSY_BUDGET", None)
     out["train_threads"] = args.train_threads
+    out["in_process"] = args.in_process
     print(f"{args.cell} H={args.hidden} T={args.seq_len} B={args.batch}, {len(shown)} panels "
           f"drawn ({args.layout} layout), {args.repeats}x{args.seconds:g} s, medians; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")
@@ -261,8 +276,8 @@ def main():
     print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20; "
           f"throttled panels left out)")
     last = w[-1]
-    print(f"  snapshots {med(r['snapshots_per_s'] for r in w):.1f}/s (session's snapshot cost "
-          f"{last['snapshot_ms']:.1f} ms), redraw pace x{last['pace']:.1f} (budget "
+    print(f"  snapshots {med(r['snapshots_per_s'] for r in w):.1f}/s, redraw pace "
+          f"x{last['pace']:.1f} (budget "
           f"{last['budget']:.2f}), GUI busy "
           f"{last['gui_busy']:.2f}; CPU share per thread: " + ", ".join(
               f"{k} {med(r['cpu_share'].get(k, 0) for r in w):.2f}" for k in last["cpu_share"]))

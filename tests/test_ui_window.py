@@ -1,5 +1,6 @@
 """The main window with live training in a worker thread (pytest-qt, offscreen)."""
 
+import os
 import time
 
 import numpy as np
@@ -11,6 +12,8 @@ from rnnviewer.ui import dialogs, settings
 from rnnviewer.ui.main_window import MainWindow
 from rnnviewer.ui.panels import Panel, UnitSelection, registered_panels
 from rnnviewer.ui.worker import ORPHANS
+
+from fault_sessions import BrokenOnceSession, CrashingSession, SlowCompileSession
 
 SMALL = dict(task="sine", hidden=8, batch=4, seq_len=12, probe_size=2, val_every=5)
 WAIT = 300_000   # ms; the first test of a process may compile kernels (slow on a busy machine)
@@ -80,7 +83,6 @@ def test_start_pause_step_reset(window, qtbot):
     step = window.snapshot.step
     qtbot.wait(200)
     assert window.snapshot.step == step          # paused means paused
-    assert window.worker.session.step == step
     run_id = window.snapshot.run_id
     window.act_reset.trigger()
     qtbot.waitUntil(lambda: window.snapshot.run_id != run_id, timeout=WAIT)
@@ -102,7 +104,7 @@ def test_keyboard_shortcuts(window, qtbot):
     qtbot.waitUntil(lambda: not window.running, timeout=WAIT)
 
 
-def test_live_edits_apply_without_reset(window, qtbot, confirm):
+def test_live_edits_apply_without_reset(window, qtbot, confirm, tmp_path):
     window.worker.step(3)
     wait_step(qtbot, window, 3)
     run_id = window.snapshot.run_id
@@ -114,8 +116,11 @@ def test_live_edits_apply_without_reset(window, qtbot, confirm):
     snap = window.snapshot
     assert snap.run_id == run_id and snap.lr == pytest.approx(0.0025) and snap.clip == 0.5
     assert snap.history["lr"][-1] == pytest.approx(0.0025)
-    assert window.worker.session.config.batch == 6
     assert confirm["asked"] == []
+    path = tmp_path / "live.npz"                 # the session itself has the new batch
+    window.save_session(path)
+    qtbot.waitUntil(lambda: path.exists(), timeout=WAIT)
+    assert TrainingSession.from_file(path).config.batch == 6
 
 
 def test_shape_change_asks_then_resets_or_reverts(window, qtbot, confirm):
@@ -204,17 +209,39 @@ def test_close_mid_training_returns_within_a_second(qtbot, shown_errors):
     assert shown_errors == []
 
 
-def test_close_mid_compile_returns_within_a_second(qtbot, monkeypatch, shown_errors):
-    def slow_compile(self):   # numba compiles cannot be interrupted: neither can this
-        time.sleep(2.5)
-        return 2.5
-    monkeypatch.setattr(TrainingSession, "compile", slow_compile)
+def test_close_mid_compile_returns_within_a_second(qtbot, shown_errors):
+    """The compile runs in the training process: closing ends that process at once."""
     win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    win.session_factory = SlowCompileSession      # numba compiles cannot be interrupted
     qtbot.addWidget(win)
     win.show()
     win.start()
     qtbot.waitUntil(lambda: win.compiling, timeout=WAIT)
     assert win.status_kernels.text() == "compiling kernels…"
+    handle = win.worker_thread
+    pid = handle.worker.child_pid
+    t0 = time.monotonic()
+    win.close()
+    assert time.monotonic() - t0 < 1.0
+    assert handle not in ORPHANS and handle.thread.isFinished()
+    assert not process_alive(pid)
+    assert shown_errors == []
+
+
+def test_close_mid_compile_in_process_returns_within_a_second(qtbot, monkeypatch,
+                                                              shown_errors):
+    """Training in the window's own process (in_process): the busy thread is kept alive
+    and left to finish."""
+    def slow_compile(self):
+        time.sleep(2.5)
+        return 2.5
+    monkeypatch.setattr(TrainingSession, "compile", slow_compile)
+    monkeypatch.setenv("RNNVIEWER_TRAIN_IN_PROCESS", "1")
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.compiling, timeout=WAIT)
     handle = win.worker_thread
     t0 = time.monotonic()
     win.close()
@@ -224,18 +251,56 @@ def test_close_mid_compile_returns_within_a_second(qtbot, monkeypatch, shown_err
     assert shown_errors == []
 
 
-def test_worker_exception_reaches_the_user(window, qtbot, monkeypatch, shown_errors):
-    def broken(self, keep_grads):
-        raise RuntimeError("kernel exploded")
-    monkeypatch.setattr(TrainingSession, "_train_step", broken)
-    window.act_start.trigger()
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_exception_reaches_the_user(qtbot, shown_errors, confirm):
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    win.session_factory = BrokenOnceSession
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    win.act_start.trigger()
     qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
     assert "RuntimeError: kernel exploded" in shown_errors[0][1]
-    qtbot.waitUntil(lambda: not window.running, timeout=WAIT)
+    qtbot.waitUntil(lambda: not win.running, timeout=WAIT)
     shown_errors.clear()
-    monkeypatch.undo()
-    window.act_step.trigger()                   # the worker survived
-    wait_step(qtbot, window, 1)
+    win.act_step.trigger()                      # the training survived
+    wait_step(qtbot, win, 1)
+    win.close()
+    assert shown_errors == []
+
+
+def test_a_crashed_training_process_is_reported_and_replaced(qtbot, shown_errors, confirm,
+                                                             monkeypatch, tmp_path):
+    monkeypatch.setenv("RNNVIEWER_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    win.session_factory = CrashingSession       # its process dies at step 3, once
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    run_id, pid = win.snapshot.run_id, win.worker.child_pid
+    win.act_start.trigger()
+    qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
+    assert "stopped unexpectedly" in shown_errors[0][1]
+    assert "exit code 9" in shown_errors[0][1]
+    qtbot.waitUntil(lambda: not win.running, timeout=WAIT)
+    # a new process, a new run with the same settings (panels see a new run)
+    qtbot.waitUntil(lambda: win.snapshot.run_id != run_id, timeout=WAIT)
+    assert win.worker.child_pid != pid and not process_alive(pid)
+    assert win.snapshot.step == 0 and win.snapshot.n_hidden == SMALL["hidden"]
+    shown_errors.clear()
+    win.act_step.trigger()
+    wait_step(qtbot, win, 1)
+    win.close()
+    assert shown_errors == []
 
 
 def test_divergence_pauses_and_tells_the_user(qtbot, shown_errors, confirm):
@@ -440,9 +505,13 @@ def test_every_control_has_a_tooltip(qtbot):
         assert missing == [], [type(w).__name__ for w in missing]
 
 
-def test_visible_panels_get_their_worker_side_analyses(window, qtbot):
+def test_visible_panels_get_their_worker_side_analyses(qtbot, monkeypatch, shown_errors,
+                                                       confirm):
+    """An analysis registered here exists in this process only: train in it."""
     from PySide6.QtWidgets import QDockWidget
     from rnnviewer.training.analyses import register_analysis
+    monkeypatch.setenv("RNNVIEWER_TRAIN_IN_PROCESS", "1")
+    window = open_window(qtbot)
 
     @register_analysis("test_unit_count", min_interval=0.0)
     def unit_count(ctx, options):
@@ -464,6 +533,7 @@ def test_visible_panels_get_their_worker_side_analyses(window, qtbot):
     assert window.snapshot.extra["test_unit_count"]["n"] == 8 * 3     # while paused
     dock.close()
     qtbot.waitUntil(lambda: "test_unit_count" not in window._sent_requests, timeout=WAIT)
+    window.close()
 
 
 def test_saving_where_it_cannot_shows_the_problem(window, qtbot, tmp_path, shown_errors):

@@ -7,7 +7,8 @@ never rewritten, a reset allocates new buffers). Panels may keep a Snapshot as l
 as they like and read it from any thread.
 """
 
-from dataclasses import dataclass, field
+import copyreg
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 import numpy as np
@@ -34,6 +35,38 @@ def frozen_config(d):
     """A read-only mapping of JSON-like settings (nested dicts frozen too)."""
     return MappingProxyType({k: frozen_config(v) if isinstance(v, dict) else v
                              for k, v in (d or {}).items()})
+
+
+# Snapshots travel from the training process to the window's (training/process.py)
+def _mappingproxy(d):
+    return MappingProxyType(d)
+
+
+copyreg.pickle(MappingProxyType, lambda m: (_mappingproxy, (dict(m),)))
+
+
+def _readonly(v):
+    """Make the arrays in `v` (nested mappings, tuples) read-only again; returns `v`."""
+    if isinstance(v, np.ndarray):
+        v.flags.writeable = False
+    elif isinstance(v, MappingProxyType):
+        for x in v.values():
+            _readonly(x)
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            _readonly(x)
+    return v
+
+
+def _unpickle(cls, values):
+    """A ProbeTrace or Snapshot from pickled field values (unpickled arrays are writable
+    copies: made read-only again)."""
+    return cls(**{k: _readonly(v) for k, v in values.items()})
+
+
+class _Picklable:
+    def __reduce__(self):
+        return _unpickle, (type(self), {f.name: getattr(self, f.name) for f in fields(self)})
 
 
 class History:
@@ -89,7 +122,7 @@ class History:
 
 
 @dataclass(frozen=True)
-class ProbeTrace:
+class ProbeTrace(_Picklable):
     """The model run on the task's fixed probe batch (P sequences)."""
 
     x: np.ndarray                 # (P, T, I) inputs
@@ -105,7 +138,7 @@ class ProbeTrace:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class Snapshot(_Picklable):
     """The state of a run at one step, for drawing. Never mutated after creation."""
 
     run_id: int                   # changes on every reset or loaded session

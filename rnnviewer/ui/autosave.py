@@ -152,7 +152,7 @@ class Autosaver(QObject):
         self._timer.stop()
         worker = self.window.worker
         if self.owner and worker is not None:
-            worker.final_save_path = str(autosave_path())
+            worker.set_final_save(str(autosave_path()))
 
     def release(self):
         """Remove our marker (after the worker stopped)."""

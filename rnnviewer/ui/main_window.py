@@ -1,6 +1,7 @@
 """The main window: controls and panels in docks, menus, status bar, and the worker.
 
-Training runs in a TrainingWorker on its own QThread (ui/worker.py). Worker signals
+Training runs in a process of its own, behind a TrainingWorker on its own QThread
+(ui/worker.py). Worker signals
 reach only @Slot methods of this window (GUI thread). Each panel keeps the newest
 snapshot and redraws on its own timer; this window only hands snapshots on.
 """
@@ -41,6 +42,10 @@ def import_weights_function():
 class MainWindow(QMainWindow):
     """The application window. `start()` launches training after the window shows."""
 
+    # TrainingSession or a subclass (importable by name: it is built in the training
+    # process); None: TrainingSession. Tests set it to inject faults.
+    session_factory = None
+
     def __init__(self, config=None, *, interactive=True, restore_settings=True, autosave=False):
         super().__init__()
         # cyclic GC only from a GUI-thread timer (Qt objects), never in the middle of
@@ -61,6 +66,7 @@ class MainWindow(QMainWindow):
         self.snapshot = None
         self.running = False
         self.compiling = False
+        self._message_before_compile = ""   # the status message a compile message covered
         self.compile_seconds = None
         self.saved_step = None        # step of the last save/open (None: never saved)
         self._fell_back = False       # the first session failed and defaults were used
@@ -282,7 +288,7 @@ class MainWindow(QMainWindow):
         """Create the worker thread and the first session (from `path` if given)."""
         if self.worker_thread is not None:
             return
-        w = TrainingWorker()
+        w = TrainingWorker(self.session_factory)
         w.snapshot_ready.connect(self._on_worker_snapshot_ready)
         w.session_changed.connect(self._on_worker_session_changed)
         w.running_changed.connect(self._on_worker_running_changed)
@@ -298,8 +304,7 @@ class MainWindow(QMainWindow):
         self._sent_requests = None
         self._send_analysis_requests()
         if path:
-            w.configure(self.config)   # something to show if the file cannot be opened
-            w.open_session(path)
+            w.open_session(path, fallback=self.config)   # the config if it cannot be opened
         else:
             w.configure(self.config)
         self.worker_thread.start()
@@ -359,6 +364,7 @@ class MainWindow(QMainWindow):
     def _on_worker_compile_started(self):
         self.compiling = True
         self.status_kernels.setText("compiling kernels…")
+        self._message_before_compile = self.statusBar().currentMessage()   # "Restored…"
         self.statusBar().showMessage("Compiling kernels (only the first time)…")
 
     @Slot(float)
@@ -367,8 +373,12 @@ class MainWindow(QMainWindow):
         self.compile_seconds = seconds
         self.status_kernels.setText("kernels ready")
         self.status_kernels.setToolTip(f"Kernels compiled or loaded in {seconds:.1f} s")
-        self.statusBar().showMessage(f"Kernels ready ({seconds:.1f} s). Press Space to train.",
-                                     5000)
+        before = self._message_before_compile
+        if before:      # what the compile message covered stays readable
+            self.statusBar().showMessage(f"{before} · kernels ready ({seconds:.1f} s)", 10000)
+        else:
+            self.statusBar().showMessage(
+                f"Kernels ready ({seconds:.1f} s). Press Space to train.", 5000)
 
     @Slot(str)
     def _on_worker_diverged(self, message):

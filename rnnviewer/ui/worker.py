@@ -1,9 +1,15 @@
-"""The training worker: a QObject that runs a TrainingSession in its own QThread.
+"""The training worker: a QObject in its own QThread, between the window and training.
 
-The GUI thread talks to the worker only through thread-safe calls (`post` puts a
-command in a queue and sets a `threading.Event` the training loop polls every step);
-the worker answers with signals, which the window connects to @Slot methods of
-GUI-thread objects only (NOTES.md: closures would run in the worker thread).
+Training runs in a process of its own (training/process.py: in one process the
+window's paints and the training share Python's lock); this worker's thread starts that
+process, hands it the window's commands and turns its events into signals. With
+`in_process=True` (tests that patch the session, experiments) the same
+TrainingController runs in this QThread instead. Either way the window sees one API.
+
+The GUI thread talks to the worker only through thread-safe calls (`post`: a command to
+the process's pipe, or to the controller's queue); the worker answers with signals,
+which the window connects to @Slot methods of GUI-thread objects only (NOTES.md:
+closures would run in the worker thread).
 
     worker = TrainingWorker(); thread = WorkerThread(worker)
     worker.configure(SessionConfig(...)); thread.start()
@@ -11,19 +17,18 @@ GUI-thread objects only (NOTES.md: closures would run in the worker thread).
 """
 
 import logging
-import queue
+import multiprocessing
+import os
 import threading
 import time
-import traceback
 import weakref
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from rnnviewer.errors import RnnviewerError
+from rnnviewer.training.controller import TrainingController
 from rnnviewer.ui.panels._schedule import snapshot_demand
 
 log = logging.getLogger(__name__)
-
 # Threads that were still busy (e.g. inside a numba compile, which cannot be
 # interrupted) when their window closed. Kept referenced so Qt never destroys a
 # running QThread; app.main() leaves with os._exit when any is still running.
@@ -50,7 +55,7 @@ def stop_all(timeout=120.0):
 
 
 class TrainingWorker(QObject):
-    """Owns the TrainingSession; every session method runs in the worker thread."""
+    """The window's handle on training (see the module): commands in, signals out."""
 
     snapshot_ready = Signal(object)        # training.snapshot.Snapshot
     session_changed = Signal(object, str)  # (SessionConfig, file path or "")
@@ -63,39 +68,62 @@ class TrainingWorker(QObject):
     errored = Signal(str, str)             # (message for the user, details)
     finished = Signal()
 
-    def __init__(self, session_factory=None):
+    EVENTS = ("snapshot_ready", "session_changed", "running_changed", "compile_started",
+              "compile_finished", "diverged", "saved", "notice", "errored")
+    QUIT_WAIT = 3.0     # s the training process gets to end after quit (a final autosave)
+
+    def __init__(self, session_factory=None, in_process=None):
         super().__init__()
-        if session_factory is None:
-            from rnnviewer.training.session import TrainingSession
-            session_factory = TrainingSession
-        self._factory = session_factory
-        self._commands = queue.SimpleQueue()
-        self._attention = threading.Event()   # set: a command is waiting or quit requested
+        if in_process is None:
+            in_process = os.environ.get("RNNVIEWER_TRAIN_IN_PROCESS", "") not in ("", "0")
+        self.in_process = in_process
+        self._factory = session_factory   # in a process: must be importable by name
         self._quit = threading.Event()
-        self.session = None
-        self.running = False
-        self.pending_steps = 0
-        self.speed = 0.0
-        self._run_id = 0
-        self._compiled = set()
-        self.analysis_requests = {}
-        self.final_save_path = None           # set by the GUI: autosave here when quitting
-        # numba threads for training in this thread (None: numba's default, all cores);
-        # numba's thread count is per calling thread, so this leaves other threads alone
-        self.train_threads = None
-        self._autosaved = None                # (run_id, step) of the last autosave
+        self._lock = threading.Lock()
+        self._pending = []                # commands posted before the process exists
+        self._proc = None                 # training.process.TrainingProcess
+        self._resend = {}                 # what a restarted process needs: command -> args
+        self._demand_sent = None
+        self._last_run_id = 0
+        self._compiling = False
+        # request_quit writes here to wake the relay from its wait for events
+        self._wake_recv, self._wake_send = multiprocessing.Pipe(duplex=False)
+        self.controller = TrainingController(self._emit_signal, session_factory,
+                                             snapshot_demand) if in_process else None
+
+    @property
+    def child_pid(self):
+        """The training process's pid (None in-process or before it started)."""
+        proc = self._proc
+        return None if proc is None else proc.pid
 
     # ------------------------------------------------------------ GUI-thread API
     def post(self, command, *args):
-        self._commands.put((command, args))
-        self._attention.set()
+        if command in ("configure", "open", "import"):
+            self._resend.pop("configure", None)
+            self._resend.pop("open", None)
+            self._resend.pop("import", None)
+            self._resend[command] = args
+        elif command in ("live", "analyses", "threads", "final_save"):
+            self._resend[command] = args
+        if self.controller is not None:
+            self.controller.post(command, *args)
+            return
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                self._pending.append((command, args))
+                return
+        proc.send(command, *args)
 
     def configure(self, config):
         """Start a new run with `config` (a SessionConfig)."""
         self.post("configure", config)
 
-    def open_session(self, path):
-        self.post("open", str(path))
+    def open_session(self, path, fallback=None):
+        """Open a session file; `fallback` (a SessionConfig): the run to start instead if
+        it cannot be opened and there is none yet."""
+        self.post("open", str(path), fallback)
 
     def import_weights(self, path, config):
         self.post("import", str(path), config)
@@ -106,6 +134,10 @@ class TrainingWorker(QObject):
     def autosave(self, path):
         """Save quietly to `path` between two steps, unless nothing changed since the last."""
         self.post("autosave", str(path))
+
+    def set_final_save(self, path):
+        """Autosave to `path` when training stops (a clean quit)."""
+        self.post("final_save", str(path) if path else "")
 
     def set_running(self, running):
         self.post("running", bool(running))
@@ -118,13 +150,27 @@ class TrainingWorker(QObject):
         """Apply shape-keeping settings (lr, clip, batch, speed) without a reset."""
         self.post("live", settings)
 
+    def set_train_threads(self, n):
+        """numba threads for training (None: all cores); for experiments."""
+        self.post("threads", n)
+
     def set_analysis_requests(self, requests):
         """The worker-side analyses the visible panels want: name -> options dict."""
         self.post("analyses", {k: dict(v) for k, v in requests.items()})
 
     def request_quit(self):
         self._quit.set()
-        self._attention.set()
+        if self.controller is not None:
+            self.controller.request_quit()
+            return
+        with self._lock:
+            proc = self._proc
+        if proc is not None:
+            proc.send("quit")
+        try:
+            self._wake_send.send_bytes(b"q")
+        except (OSError, ValueError):
+            pass
 
     @property
     def quitting(self):
@@ -133,202 +179,103 @@ class TrainingWorker(QObject):
     # ------------------------------------------------------------ worker thread
     @Slot()
     def run(self):
-        """The thread's body: process commands and train until quit."""
+        """The thread's body: run the controller here, or relay the training process."""
         try:
-            self._loop()
+            if self.controller is not None:
+                self.controller.run()
+            else:
+                self._relay()
         except BaseException as e:  # never let an exception kill the thread silently
-            self._report(e)
+            log.exception("training worker failed")
+            if not self._quit.is_set():
+                self.errored.emit(f"{type(e).__name__}: {e}", "")
         finally:
-            if self.final_save_path:
-                self._quiet_save(self.final_save_path)
-            self.session = None
             self.finished.emit()
             thread = QThread.currentThread()
             if thread is not None:
                 thread.quit()          # thread-safe; ends the thread's event loop
 
-    def _loop(self):
-        while not self._quit.is_set():
-            self._attention.clear()
-            while not self._quit.is_set():
+    def _emit_signal(self, event, *args):
+        getattr(self, event).emit(*args)
+
+    def _start_process(self, commands):
+        from rnnviewer.training.process import TrainingProcess
+        proc = TrainingProcess(self._factory, self._last_run_id)
+        with self._lock:
+            self._proc = proc
+            pending, self._pending = self._pending, []
+        for command, args in commands + pending:
+            proc.send(command, *args)
+        if self._quit.is_set():
+            proc.send("quit")
+        return proc
+
+    def _relay(self):
+        """Start the training process and turn its events into signals until it ends;
+        if it dies, say so and start a fresh one with the last session's settings."""
+        proc = self._start_process([])
+        quit_at = None
+        self._compiling = False
+        try:
+            while True:
+                if self._quit.is_set() and quit_at is None:
+                    quit_at = time.monotonic()
+                if quit_at is not None and (self._compiling or
+                                            time.monotonic() - quit_at > self.QUIT_WAIT):
+                    break    # a compile cannot be interrupted: proc.stop() terminates it
+                if self._wake_recv.poll():
+                    self._wake_recv.recv_bytes()
                 try:
-                    command, args = self._commands.get_nowait()
-                except queue.Empty:
+                    events = proc.receive(0.5, self._wake_recv)
+                except (EOFError, OSError):
+                    if self._quit.is_set():
+                        break
+                    proc = self._restart(proc)
+                    continue
+                if self._forward(proc, events):
                     break
-                try:
-                    getattr(self, f"_cmd_{command}")(*args)
-                except Exception as e:
-                    self._report(e)
-            if self._quit.is_set():
-                break
-            if self.session is None or not (self.running or self.pending_steps):
-                self._attention.wait(0.5)
+        finally:
+            proc.stop(0.0 if self._compiling else 0.5)
+            self._wake_recv.close()
+            self._wake_send.close()
+
+    def _forward(self, proc, events):
+        """Emit the process's events as signals; True once it said it finished."""
+        for event, args in events:
+            if event == "finished":
+                return True
+            if event in ("compile_started", "compile_finished"):
+                self._compiling = event == "compile_started"
+            if self._quit.is_set() and event != "running_changed":
                 continue
-            try:
-                self._train()
-            except Exception as e:
-                self._set_running(False)
-                self.pending_steps = 0
-                self._report(e)
+            getattr(self, event).emit(*args)
+            if event == "snapshot_ready":
+                self._last_run_id = args[0].run_id
+                self._send_demand(proc)
+        return False
 
-    def _train(self):
-        s = self.session
-        if self.train_threads:
-            import numba
-            n = max(1, min(int(self.train_threads), numba.config.NUMBA_NUM_THREADS))
-            if numba.get_num_threads() != n:
-                numba.set_num_threads(n)
-        if self.pending_steps:
-            s.set_speed(0.0)
-            done = s.run(max_steps=self.pending_steps, stop_event=self._attention)
-            self.pending_steps = max(0, self.pending_steps - done)
-            s.set_speed(self.speed)
-            if s.diverged is not None:
-                self.pending_steps = 0
-        elif self.running:
-            s.run(stop_event=self._attention)
-        if s.diverged is not None:
-            s.diverged = None
-            self._set_running(False)
+    def _send_demand(self, proc):
+        """Tell the process how many snapshots/s the panels draw (it makes no more)."""
+        hz = snapshot_demand()
+        last = self._demand_sent
+        if hz and (last is None or abs(hz - last) > 0.1 * last):
+            self._demand_sent = hz
+            proc.send("demand", hz)
 
-    def _report(self, exc):
-        if isinstance(exc, RnnviewerError):
-            msg, details = str(exc), ""
-        else:
-            msg = f"{type(exc).__name__}: {exc}"
-            details = "".join(traceback.format_exception(exc))
-            log.error("worker error\n%s", details)
-        if not self._quit.is_set():
-            self.errored.emit(msg, details)
-
-    def _set_running(self, running):
-        if running != self.running:
-            self.running = running
-            self.running_changed.emit(running)
-
-    def _install(self, session, path=""):
-        """Make `session` current: callbacks, compile, first snapshot."""
-        self._run_id += 1
-        session.run_id = self._run_id
-        session.add_callback("on_snapshot", self._on_session_snapshot)
-        session.add_callback("on_diverged", self._on_session_diverged)
-        session.set_speed(self.speed)
-        session.analysis_requests = self.analysis_requests
-        self._set_running(False)
-        self.pending_steps = 0
-        self.session = session
-        self.session_changed.emit(session.config, path)
-        self._compile(session)
-        if not self._quit.is_set():
-            self.snapshot_ready.emit(session.snapshot())
-
-    def _compile(self, session):
-        c = session.config
-        key = (c.cell, c.dtype, session.task.loss, c.batch > 1)
-        new = key not in self._compiled
-        if new:
-            self.compile_started.emit()
-        seconds = session.compile()
-        self._compiled.add(key)
-        if new and not self._quit.is_set():
-            self.compile_finished.emit(seconds)
-
-    def _on_session_snapshot(self, snap):
-        if not self._quit.is_set():
-            self.snapshot_ready.emit(snap)
-            # no more snapshots than the window draws (ui/panels/_schedule.py): each one
-            # costs this thread the probe batch's forward and backward pass
-            hz = snapshot_demand()
-            if hz and self.session is not None:
-                self.session.set_snapshot_rate(hz)
-
-    def _on_session_diverged(self, err):
-        if not self._quit.is_set():
-            self.diverged.emit(str(err))
-
-    # ------------------------------------------------------------ commands
-    def _cmd_configure(self, config):
-        self._install(self._factory(config))
-
-    def _cmd_open(self, path):
-        self._install(self._factory.from_file(path), path)
-
-    def _cmd_import(self, path, config):
-        """Train on from weights trained elsewhere (torch layout), with the task of `config`."""
-        from rnnviewer.engine import Model, import_weights
-        from rnnviewer.training.session import build_task
-        task = build_task(config)
-        model = import_weights(path, expect_inputs=task.n_in, dtype=config.dtype)
-        note = f"Imported {model.cell.upper()} H={model.n_hidden} from {path}"
-        if model.n_out != task.n_out:
-            fresh = Model(cell=model.cell, n_in=model.n_in, n_hidden=model.n_hidden,
-                          n_out=task.n_out, seed=config.seed, dtype=config.dtype)
-            for k in ("W_xh", "W_hh", "b_xh", "b_hh"):
-                fresh.params[k] = model.params[k].astype(fresh.dtype)
-            what = "has no readout" if not model.n_out else \
-                f"has a readout with {model.n_out} outputs"
-            note += f"; the file {what}, the task needs {task.n_out}: a new readout was initialised"
-            model = fresh
-        config = config.replace(cell=model.cell, hidden=model.n_hidden, dtype=model.dtype.name)
-        self._install(self._factory(config, task=task, model=model))
-        self.notice.emit(note)
-
-    def _cmd_save(self, path):
-        if self.session is None:
-            raise RnnviewerError("nothing to save yet")
-        try:
-            self.session.save(path)
-        except OSError as e:
-            raise RnnviewerError(f"{path}: cannot save there ({e.strerror or e})") from None
-        self.saved.emit(path)
-
-    def _cmd_autosave(self, path):
-        self._quiet_save(path)
-
-    def _quiet_save(self, path):
-        """Autosave: never an error dialog, a note in the status bar at most."""
-        s = self.session
-        if s is None or self._autosaved == (s.run_id, s.step):
-            return
-        try:
-            s.save(path)
-        except Exception as e:       # noqa: BLE001 - autosave must never stop training
-            log.warning("autosave to %s failed: %s", path, e)
-            if not self._quit.is_set():
-                self.notice.emit(f"Autosave failed: {path}: {e}")
-            return
-        self._autosaved = (s.run_id, s.step)
-
-    def _cmd_running(self, running):
-        if not running:
-            self.pending_steps = 0
-        self._set_running(running and self.session is not None)
-
-    def _cmd_steps(self, n):
-        self._set_running(False)
-        self.pending_steps += n
-
-    def _cmd_analyses(self, requests):
-        self.analysis_requests = requests
-        if self.session is not None:
-            self.session.analysis_requests = requests
-            if not self.running and not self.pending_steps:
-                self.snapshot_ready.emit(self.session.snapshot())   # results while paused
-
-    def _cmd_live(self, settings):
-        self.speed = float(settings.get("speed", self.speed) or 0.0)
-        s = self.session
-        if s is None:
-            return
-        if "lr" in settings:
-            s.set_lr(settings["lr"])
-        if "clip" in settings:
-            s.set_clip(settings["clip"])
-        if "batch" in settings:
-            s.set_batch(settings["batch"])
-        s.set_speed(self.speed)
-        if not self.running:
-            self.snapshot_ready.emit(s.snapshot())
+    def _restart(self, proc):
+        proc.process.join(1.0)
+        what = proc.exit_description()
+        log.error("training process ended unexpectedly (%s)", what)
+        proc.stop(0.1)
+        self.running_changed.emit(False)
+        self.errored.emit(
+            f"The training process stopped unexpectedly ({what}). A new one starts with "
+            "the last session settings; training since the last save is lost "
+            "(the autosave keeps a recent copy).", "")
+        self._demand_sent = None
+        self._compiling = False
+        order = ("configure", "open", "import", "live", "analyses", "threads", "final_save")
+        return self._start_process([(c, self._resend[c]) for c in order if c in self._resend])
 
 
 class WorkerThread:
