@@ -210,6 +210,9 @@ def _main(argv=None, profiling=False):
     if args.steps is not None and args.steps < 0:
         build_parser().error("--steps must be >= 0")
     setup_numba_cache()
+    if os.environ.get("RNNVIEWER_TRAIN_IN_PROCESS", "") in ("", "0"):
+        from rnnviewer.training.process import prestart
+        prestart()          # the training process starts up while the window is built
     if args.screenshot or args.self_test or args.export_panels:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     report_window_shown()

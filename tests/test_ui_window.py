@@ -1,7 +1,9 @@
 """The main window with live training in a worker thread (pytest-qt, offscreen)."""
 
 import os
+import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -297,6 +299,32 @@ def test_a_crashed_training_process_is_reported_and_replaced(qtbot, shown_errors
     assert win.worker.child_pid != pid and not process_alive(pid)
     assert win.snapshot.step == 0 and win.snapshot.n_hidden == SMALL["hidden"]
     shown_errors.clear()
+    win.act_step.trigger()
+    wait_step(qtbot, win, 1)
+    win.close()
+    assert shown_errors == []
+
+
+def test_training_falls_back_to_this_process_if_its_own_cannot_start(qtbot, monkeypatch,
+                                                                     shown_errors, confirm):
+    """A training process that dies before it says anything (here: it cannot import the
+    session class, which exists in this process only): train in this one instead."""
+    module = types.ModuleType("rnnviewer_test_parent_only")
+
+    class ParentOnlySession(TrainingSession):
+        pass
+    ParentOnlySession.__module__ = module.__name__
+    ParentOnlySession.__qualname__ = "ParentOnlySession"
+    module.ParentOnlySession = ParentOnlySession
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    win.session_factory = ParentOnlySession
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    assert win.worker.controller is not None            # training runs in this process
+    assert isinstance(win.worker.controller.session, ParentOnlySession)
     win.act_step.trigger()
     wait_step(qtbot, win, 1)
     win.close()

@@ -15,9 +15,11 @@ The child ends by itself when its parent goes (the pipe closes). Messages are pi
 by multiprocessing between our own two processes; files are never unpickled.
 """
 
+import collections
 import multiprocessing
 import multiprocessing.connection
 import os
+import sys
 import threading
 import time
 
@@ -28,21 +30,82 @@ def serve(conn, session_factory=None, last_run_id=0):
     """The child's main: run a TrainingController, commands from `conn`, events to it.
     (NUMBA_CACHE_DIR comes with the parent's environment, app.setup_numba_cache.)"""
     from rnnviewer.training.controller import TrainingController
-    lock = threading.Lock()
-
-    def emit(event, *args):
-        with lock:
-            try:
-                conn.send((event, args))
-            except (OSError, EOFError, ValueError):   # the parent is gone
-                controller.request_quit()
-
-    controller = TrainingController(emit, session_factory, last_run_id=last_run_id)
+    outbox = Outbox(conn)
+    controller = TrainingController(outbox.put, session_factory, last_run_id=last_run_id)
+    outbox.on_closed = controller.request_quit
     reader = threading.Thread(target=_read_commands, args=(conn, controller),
                               name="rnnviewer-commands", daemon=True)
     reader.start()
+    warm_up()
     controller.run()
-    emit("finished")
+    outbox.put("finished")
+    outbox.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)     # all is said and saved: skip tearing down numba's and numpy's modules
+
+
+class Outbox:
+    """Events to the parent from a thread of their own, so that training never waits for
+    the window to read them (a 1 MB snapshot fills the pipe 16 times over, and the
+    window's process reads between its paints). Events are pickled by the caller, in
+    order; a snapshot still waiting when a newer one comes is dropped (latest wins)."""
+
+    def __init__(self, conn):
+        from multiprocessing.reduction import ForkingPickler
+        self._dumps = ForkingPickler.dumps
+        self.conn = conn
+        self.on_closed = None
+        self._items = collections.deque()     # (is_snapshot, pickled bytes)
+        self._ready = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._send_loop, name="rnnviewer-outbox",
+                                        daemon=True)
+        self._thread.start()
+
+    def put(self, event, *args):
+        data = self._dumps((event, args))
+        snapshot = event == "snapshot_ready"
+        with self._ready:
+            if snapshot and self._items and self._items[-1][0]:
+                self._items.pop()             # superseded before it was sent
+            self._items.append((snapshot, data))
+            self._ready.notify()
+
+    def close(self, timeout=5.0):
+        """Send what is waiting (up to `timeout` s), then stop."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join(timeout)
+
+    def _send_loop(self):
+        while True:
+            with self._ready:
+                while not self._items and not self._closing:
+                    self._ready.wait()
+                if not self._items:
+                    return
+                _, data = self._items.popleft()
+            try:
+                self.conn.send_bytes(data)
+            except (OSError, ValueError):     # the parent is gone
+                if self.on_closed is not None:
+                    self.on_closed()
+                return
+
+
+def warm_up():
+    """What the first session needs whatever its cell, done before the first command
+    arrives (a prestarted process gets it while the window is built): numba, the cells'
+    kernel modules and numba's lowering registries, which the first kernel loaded from
+    the cache fills (about 0.3 + 0.5 s, measured)."""
+    from numba.core.registry import cpu_target
+
+    from rnnviewer.engine.kernels import get_cell
+    for cell in ("rnn", "gru", "lstm"):
+        get_cell(cell)
+    cpu_target.target_context.refresh()
 
 
 def _read_commands(conn, controller):
@@ -61,8 +124,29 @@ def _read_commands(conn, controller):
     os._exit(0)
 
 
+_PRESTARTED = []     # a TrainingProcess started early (prestart), not yet taken
+
+
+def prestart():
+    """Start a training process now, before the window is built: it imports the engine
+    meanwhile, on another core. The first TrainingProcess.open() takes it."""
+    if not _PRESTARTED:
+        _PRESTARTED.append(TrainingProcess())
+
+
 class TrainingProcess:
     """The parent's handle on a training child process."""
+
+    @classmethod
+    def open(cls, session_factory=None, last_run_id=0):
+        """The prestarted process if it fits (the default factory, the first run), else
+        a new one."""
+        if session_factory is None and last_run_id == 0 and _PRESTARTED:
+            proc = _PRESTARTED.pop()
+            if proc.process.is_alive():
+                return proc
+            proc.stop(0.0)
+        return cls(session_factory, last_run_id)
 
     def __init__(self, session_factory=None, last_run_id=0):
         ctx = multiprocessing.get_context("spawn")   # fork is unsafe once Qt runs threads

@@ -86,6 +86,7 @@ class TrainingWorker(QObject):
         self._demand_sent = None
         self._last_run_id = 0
         self._compiling = False
+        self._heard = False               # the process sent something: it started
         # request_quit writes here to wake the relay from its wait for events
         self._wake_recv, self._wake_send = multiprocessing.Pipe(duplex=False)
         self.controller = TrainingController(self._emit_signal, session_factory,
@@ -106,15 +107,15 @@ class TrainingWorker(QObject):
             self._resend[command] = args
         elif command in ("live", "analyses", "threads", "final_save"):
             self._resend[command] = args
-        if self.controller is not None:
-            self.controller.post(command, *args)
-            return
         with self._lock:
-            proc = self._proc
-            if proc is None:
+            controller, proc = self.controller, self._proc
+            if controller is None and proc is None:
                 self._pending.append((command, args))
                 return
-        proc.send(command, *args)
+        if controller is not None:
+            controller.post(command, *args)
+        else:
+            proc.send(command, *args)
 
     def configure(self, config):
         """Start a new run with `config` (a SessionConfig)."""
@@ -160,11 +161,11 @@ class TrainingWorker(QObject):
 
     def request_quit(self):
         self._quit.set()
-        if self.controller is not None:
-            self.controller.request_quit()
-            return
         with self._lock:
-            proc = self._proc
+            controller, proc = self.controller, self._proc
+        if controller is not None:
+            controller.request_quit()
+            return
         if proc is not None:
             proc.send("quit")
         try:
@@ -200,7 +201,7 @@ class TrainingWorker(QObject):
 
     def _start_process(self, commands):
         from rnnviewer.training.process import TrainingProcess
-        proc = TrainingProcess(self._factory, self._last_run_id)
+        proc = TrainingProcess.open(self._factory, self._last_run_id)
         with self._lock:
             self._proc = proc
             pending, self._pending = self._pending, []
@@ -213,7 +214,11 @@ class TrainingWorker(QObject):
     def _relay(self):
         """Start the training process and turn its events into signals until it ends;
         if it dies, say so and start a fresh one with the last session's settings."""
-        proc = self._start_process([])
+        try:
+            proc = self._start_process([])
+        except Exception as e:      # noqa: BLE001 - e.g. a factory that cannot be pickled
+            self._train_here(f"{type(e).__name__}: {e}")
+            return
         quit_at = None
         self._compiling = False
         try:
@@ -230,6 +235,10 @@ class TrainingWorker(QObject):
                 except (EOFError, OSError):
                     if self._quit.is_set():
                         break
+                    if not self._heard:             # it never started: train here
+                        proc.stop(0.1)
+                        self._train_here(proc.exit_description())
+                        return
                     proc = self._restart(proc)
                     continue
                 if self._forward(proc, events):
@@ -242,6 +251,7 @@ class TrainingWorker(QObject):
     def _forward(self, proc, events):
         """Emit the process's events as signals; True once it said it finished."""
         for event, args in events:
+            self._heard = True
             if event == "finished":
                 return True
             if event in ("compile_started", "compile_finished"):
@@ -262,6 +272,28 @@ class TrainingWorker(QObject):
             self._demand_sent = hz
             proc.send("demand", hz)
 
+    def _replay(self):
+        order = ("configure", "open", "import", "live", "analyses", "threads", "final_save")
+        return [(c, self._resend[c]) for c in order if c in self._resend]
+
+    def _train_here(self, why):
+        """The training process could not start (a sandbox, a broken install): run the
+        controller in this thread instead, with what the window asked for so far."""
+        log.warning("training process did not start (%s); training in-process", why)
+        controller = TrainingController(self._emit_signal, self._factory, snapshot_demand,
+                                        last_run_id=self._last_run_id)
+        with self._lock:
+            commands = self._replay() + self._pending
+            self._pending = []
+            self.controller = controller
+        for command, args in commands:
+            controller.post(command, *args)
+        if self._quit.is_set():
+            controller.request_quit()
+        self.notice.emit(f"The training process did not start ({why}); "
+                         "training runs in the window's process (slower while drawing)")
+        controller.run()
+
     def _restart(self, proc):
         proc.process.join(1.0)
         what = proc.exit_description()
@@ -274,8 +306,8 @@ class TrainingWorker(QObject):
             "(the autosave keeps a recent copy).", "")
         self._demand_sent = None
         self._compiling = False
-        order = ("configure", "open", "import", "live", "analyses", "threads", "final_save")
-        return self._start_process([(c, self._resend[c]) for c in order if c in self._resend])
+        self._heard = False
+        return self._start_process(self._replay())
 
 
 class WorkerThread:
