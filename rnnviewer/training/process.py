@@ -1,10 +1,13 @@
 """Training in a process of its own: a TrainingController behind a pipe (no Qt).
 
 Why a process: in one process the window's drawing and the training share Python's
-lock, and the training waits for every paint (PySide6 keeps the lock during Qt's C++
-calls). Measured on 2 cores (H = 128, T = 100, 3 panels drawn): training in a thread of
-the window's process kept 64% of its headless speed at 19 frames/s; in a process of its
-own, 85-93% at 30 frames/s (benchmarks/README.md).
+lock (PySide6 keeps it during Qt's C++ calls), and the training waits for paints; a
+training process also can be ended at once mid-compile, and its crash does not take the
+window with it. Measured on 2 cores (H = 128, T = 100, 3 panels drawn, GUI budget 0.35
+of a core): training in a thread of the window's process kept 64% of its headless speed
+at 19 frames/s, in a process of its own 69-89% at 19-20 frames/s (benchmarks/bench_gui.py,
+runs vary by about 0.1). What remains is the cores themselves: the GUI's share of the
+two cores is taken from the training's two threads.
 
     proc = TrainingProcess()            # spawns the child; it imports the engine meanwhile
     proc.send("configure", config)      # any TrainingController command

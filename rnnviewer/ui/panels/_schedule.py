@@ -14,14 +14,18 @@ Frame rate: a panel is due again `interval` after it was drawn: its `redraw_inte
 (33 ms, so it follows snapshots arriving at up to 30 Hz) times the shared `pace`. The
 pace holds the GUI thread's busy share (time.thread_time over wall time: everything the
 thread does, painting included; waiting for the CPU or the GIL does not count) near a
-budget, so that drawing leaves training its throughput: painting holds the GIL (PySide6
-keeps it during C++ calls) and takes a core from the two training threads. Measured on 2
-cores: the GUI thread busy 20% of the time left 77-85% of the headless training rate, 40%
-left 56-67%. The budget is BUSY_BUDGET while training runs flat out (a window says so,
-see add_training_hint, or the other threads of the process use most of a core or more),
-IDLE_BUDGET when it does not (paused, or a steps/s cap for watching slowly: then the
-panels may draw at full rate). When the shown panels need more than the budget the pace
-slows all of them evenly; it returns to 1 as soon as there is room.
+budget, so that drawing leaves training its throughput: training runs in a process of
+its own (training/process.py) whose two numba threads use both cores, and every moment
+the GUI thread takes a core stalls one of them and, at the end of each parallel kernel,
+the other. Measured on 2 cores, default layout (3 panels drawn, H = 128, T = 100,
+benchmarks/bench_gui.py; the ratio to headless training varies by about 0.1 between runs
+of the same setting): budget 0.25 gave 12-13 frames/s and 72-77% of the headless rate,
+0.35 gave 19-20 frames/s and 69-89%, 0.4 gave 22-24 frames/s and 62-74%. The budget is
+BUSY_BUDGET while training runs flat out (a window says so, see add_training_hint, or
+the other threads of the process use most of a core or more), IDLE_BUDGET when it does
+not (paused, or a steps/s cap for watching slowly: then the panels may draw at full
+rate). When the shown panels need more than the budget the pace slows all of them
+evenly; it returns to 1 as soon as there is room.
 
 Snapshot demand: `snapshot_demand()` is the snapshot rate the shown panels can use (their
 frame rate at the current pace, with some headroom; at least MIN_SNAPSHOT_HZ for the
@@ -63,7 +67,7 @@ def visible(widget):
 class RedrawScheduler(QObject):
     """Draws the panels on screen, paced to the GUI thread's budget (see the module)."""
 
-    BUSY_BUDGET = 0.25           # GUI share while training runs flat out
+    BUSY_BUDGET = 0.35           # GUI share while training runs flat out
     IDLE_BUDGET = 0.7            # ... while the other threads leave the cores free
     TRAINING_BUSY = 0.7          # cores used by the other threads that mean "flat out"
     PACE_EVERY = 0.25            # seconds between measurements of the busy share
