@@ -68,8 +68,6 @@ class TrainingWorker(QObject):
     errored = Signal(str, str)             # (message for the user, details)
     finished = Signal()
 
-    EVENTS = ("snapshot_ready", "session_changed", "running_changed", "compile_started",
-              "compile_finished", "diverged", "saved", "notice", "errored")
     QUIT_WAIT = 3.0     # s the training process gets to end after quit (a final autosave)
 
     def __init__(self, session_factory=None, in_process=None):
@@ -100,22 +98,25 @@ class TrainingWorker(QObject):
 
     # ------------------------------------------------------------ GUI-thread API
     def post(self, command, *args):
-        if command in ("configure", "open", "import"):
-            self._resend.pop("configure", None)
-            self._resend.pop("open", None)
-            self._resend.pop("import", None)
-            self._resend[command] = args
-        elif command in ("live", "analyses", "threads", "final_save"):
-            self._resend[command] = args
-        with self._lock:
-            controller, proc = self.controller, self._proc
-            if controller is None and proc is None:
+        with self._lock:      # one order for every command, whoever sends them (relay)
+            self._remember(command, args)
+            if self.controller is not None:
+                self.controller.post(command, *args)
+            elif self._proc is not None:
+                self._proc.send(command, *args)
+            else:
                 self._pending.append((command, args))
-                return
-        if controller is not None:
-            controller.post(command, *args)
-        else:
-            proc.send(command, *args)
+
+    def _remember(self, command, args):
+        """Keep what a new training process needs to go on where this one was."""
+        if command in ("configure", "open", "import"):
+            for c in ("configure", "open", "import"):
+                self._resend.pop(c, None)
+            self._resend[command] = args
+        elif command == "live":
+            self._resend["live"] = ({**self._resend.get("live", ({},))[0], **args[0]},)
+        elif command in ("analyses", "threads", "final_save"):
+            self._resend[command] = args
 
     def configure(self, config):
         """Start a new run with `config` (a SessionConfig)."""
@@ -199,14 +200,14 @@ class TrainingWorker(QObject):
     def _emit_signal(self, event, *args):
         getattr(self, event).emit(*args)
 
-    def _start_process(self, commands):
+    def _start_process(self, commands=None):
         from rnnviewer.training.process import TrainingProcess
         proc = TrainingProcess.open(self._factory, self._last_run_id)
         with self._lock:
+            for command, args in (commands or []) + self._pending:
+                proc.send(command, *args)
+            self._pending = []
             self._proc = proc
-            pending, self._pending = self._pending, []
-        for command, args in commands + pending:
-            proc.send(command, *args)
         if self._quit.is_set():
             proc.send("quit")
         return proc
@@ -215,7 +216,7 @@ class TrainingWorker(QObject):
         """Start the training process and turn its events into signals until it ends;
         if it dies, say so and start a fresh one with the last session's settings."""
         try:
-            proc = self._start_process([])
+            proc = self._start_process()
         except Exception as e:      # noqa: BLE001 - e.g. a factory that cannot be pickled
             self._train_here(f"{type(e).__name__}: {e}")
             return
@@ -273,6 +274,8 @@ class TrainingWorker(QObject):
             proc.send("demand", hz)
 
     def _replay(self):
+        """The commands that bring a new process to where the last one was (the caller
+        holds self._lock)."""
         order = ("configure", "open", "import", "live", "analyses", "threads", "final_save")
         return [(c, self._resend[c]) for c in order if c in self._resend]
 
@@ -283,11 +286,10 @@ class TrainingWorker(QObject):
         controller = TrainingController(self._emit_signal, self._factory, snapshot_demand,
                                         last_run_id=self._last_run_id)
         with self._lock:
-            commands = self._replay() + self._pending
+            for command, args in self._replay() + self._pending:
+                controller.post(command, *args)
             self._pending = []
             self.controller = controller
-        for command, args in commands:
-            controller.post(command, *args)
         if self._quit.is_set():
             controller.request_quit()
         self.notice.emit(f"The training process did not start ({why}); "
@@ -307,7 +309,10 @@ class TrainingWorker(QObject):
         self._demand_sent = None
         self._compiling = False
         self._heard = False
-        return self._start_process(self._replay())
+        with self._lock:
+            self._proc = None       # commands wait in _pending until the new one is up
+            commands = self._replay()
+        return self._start_process(commands)
 
 
 class WorkerThread:
