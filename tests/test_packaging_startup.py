@@ -443,3 +443,21 @@ def test_axis_label_text_is_set_only_when_it_changes(qtbot):
     assert calls == []
     axis.setLabel("accuracy")
     assert len(calls) == 1 and "accuracy" in axis.label.toHtml()
+
+
+def test_reading_a_session_file_does_not_load_numba(tmp_path):
+    """The window's process reads session files (the self-test's check, File > Open's
+    fallback) while training runs elsewhere: a Model's kernels load on first use, so
+    reading one never pays numba's import and set-up (about 0.4 s)."""
+    from rnnviewer.training.session import SessionConfig, TrainingSession
+    path = tmp_path / "s.npz"
+    s = TrainingSession(SessionConfig(task="sine", hidden=8, batch=4, seq_len=12))
+    s.run(max_steps=2)
+    s.save(path)
+    code = ("import sys\nfrom rnnviewer.training.sessionfile import load_session\n"
+            "d = load_session(sys.argv[1])\nassert d.step == 2 and d.model.n_hidden == 8\n"
+            "print('numba' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

@@ -95,14 +95,28 @@ class Model:
         else:
             self.params = {}
             self.set_params(params)
-        self._fwd, self._bwd, self._step = get_cell(cell, backend)
-        self._head = self._fused = None  # numba readout + losses; a cell's fused pass
-        if backend == "numba":
-            from rnnviewer.engine.kernels import head
+        self._kernel_set = None          # see _kernels
 
-            self._head = head
-            module = sys.modules.get(getattr(self._fwd, "__module__", ""))
-            self._fused = getattr(module, "loss_and_grads", None)
+    # ------------------------------------------------------------ kernels
+    def _kernels(self):
+        """(forward, backward, step, head, fused) of the cell, imported on first use:
+        numba's import and set-up (about 0.4 s) is not paid by a model that is only read,
+        such as the one a session file's check builds in the window's process."""
+        if self._kernel_set is None:
+            fwd, bwd, step = get_cell(self.cell, self.backend)
+            head = fused = None          # numba readout + losses; a cell's fused pass
+            if self.backend == "numba":
+                from rnnviewer.engine.kernels import head
+                module = sys.modules.get(getattr(fwd, "__module__", ""))
+                fused = getattr(module, "loss_and_grads", None)
+            self._kernel_set = (fwd, bwd, step, head, fused)
+        return self._kernel_set
+
+    _fwd = property(lambda self: self._kernels()[0])
+    _bwd = property(lambda self: self._kernels()[1])
+    _step = property(lambda self: self._kernels()[2])
+    _head = property(lambda self: self._kernels()[3])
+    _fused = property(lambda self: self._kernels()[4])
 
     # ------------------------------------------------------------ construction
     @property
