@@ -69,7 +69,7 @@ def model_from_arrays(arrays, path):
         if not np.isfinite(arr).all():
             raise CheckpointError(f"{path}: parameter {name!r} holds NaN or Inf values")
         params[name] = arr
-    return Model(**cfg, params=params)
+    return Model(**cfg, params=params, lazy=True)      # kernels when first used
 
 
 def load(path):

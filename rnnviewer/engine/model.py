@@ -77,10 +77,12 @@ class Model:
 
     `n_out=0` builds the recurrent layer alone (hidden states and gates only).
     `params` (name -> array, as `set_params` takes) replaces the random initialisation.
+    `lazy=True` loads the cell's kernels on first use instead of now (a model that may
+    only be read, such as a file's: no numba import; a missing BLAS shows only then).
     """
 
     def __init__(self, cell="rnn", n_in=1, n_hidden=32, n_out=1, seed=0,
-                 dtype="float32", backend="numba", params=None):
+                 dtype="float32", backend="numba", params=None, lazy=False):
         cfg = check_config(cell, n_in, n_hidden, n_out, seed, dtype)
         self.cell = cell
         self.n_in, self.n_hidden, self.n_out = cfg["n_in"], cfg["n_hidden"], cfg["n_out"]
@@ -96,11 +98,13 @@ class Model:
             self.params = {}
             self.set_params(params)
         self._kernel_set = None          # see _kernels
+        if not lazy:
+            self._kernels()
 
     # ------------------------------------------------------------ kernels
     def _kernels(self):
-        """(forward, backward, step, head, fused) of the cell, imported on first use:
-        numba's import and set-up (about 0.4 s) is not paid by a model that is only read,
+        """(forward, backward, step, head, fused) of the cell, imported once: numba's
+        import and set-up (about 0.4 s) is not paid by a lazy model that is only read,
         such as the one a session file's check builds in the window's process."""
         if self._kernel_set is None:
             fwd, bwd, step = get_cell(self.cell, self.backend)

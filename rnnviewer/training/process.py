@@ -39,7 +39,10 @@ def serve(conn, session_factory=None, last_run_id=0):
     reader = threading.Thread(target=_read_commands, args=(conn, controller),
                               name="rnnviewer-commands", daemon=True)
     reader.start()
-    warm_up()
+    try:
+        warm_up()
+    except Exception:     # noqa: BLE001 - the first session meets it again and reports it
+        pass
     controller.run()
     outbox.put("finished")
     outbox.close()
