@@ -40,8 +40,10 @@ def confirm(monkeypatch):
     return state
 
 
-def open_window(qtbot, config=None, path=None):
+def open_window(qtbot, config=None, path=None, factory=None):
+    """A shown window with its first snapshot; `factory`: its session_factory."""
     win = MainWindow(config or SessionConfig(**SMALL), restore_settings=False)
+    win.session_factory = factory
     qtbot.addWidget(win)
     win.show()
     win.start(path)
@@ -262,12 +264,7 @@ def process_alive(pid):
 
 
 def test_worker_exception_reaches_the_user(qtbot, shown_errors, confirm):
-    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
-    win.session_factory = BrokenOnceSession
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    win = open_window(qtbot, factory=BrokenOnceSession)
     win.act_start.trigger()
     qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
     assert "RuntimeError: kernel exploded" in shown_errors[0][1]
@@ -282,12 +279,7 @@ def test_worker_exception_reaches_the_user(qtbot, shown_errors, confirm):
 def test_a_crashed_training_process_is_reported_and_replaced(qtbot, shown_errors, confirm,
                                                              monkeypatch, tmp_path):
     monkeypatch.setenv("RNNVIEWER_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
-    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
-    win.session_factory = CrashingSession       # its process dies at step 3, once
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    win = open_window(qtbot, factory=CrashingSession)   # its process dies at step 3, once
     run_id, pid = win.snapshot.run_id, win.worker.child_pid
     win.act_start.trigger()
     qtbot.waitUntil(lambda: bool(shown_errors), timeout=WAIT)
@@ -317,12 +309,7 @@ def test_training_falls_back_to_this_process_if_its_own_cannot_start(qtbot, monk
     ParentOnlySession.__qualname__ = "ParentOnlySession"
     module.ParentOnlySession = ParentOnlySession
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
-    win.session_factory = ParentOnlySession
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.snapshot is not None, timeout=WAIT)
+    win = open_window(qtbot, factory=ParentOnlySession)
     assert win.worker.controller is not None            # training runs in this process
     assert isinstance(win.worker.controller.session, ParentOnlySession)
     win.act_step.trigger()

@@ -74,7 +74,6 @@ class TrainingWorker(QObject):
         super().__init__()
         if in_process is None:
             in_process = os.environ.get("RNNVIEWER_TRAIN_IN_PROCESS", "") not in ("", "0")
-        self.in_process = in_process
         self._factory = session_factory   # in a process: must be importable by name
         self._quit = threading.Event()
         self._lock = threading.Lock()
