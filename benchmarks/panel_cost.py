@@ -90,7 +90,7 @@ def main():
         serial = win.snapshot.serial      # one real training step: a new snapshot
         if not args.training:
             win.worker.step(1)
-        wait_until(lambda: win.snapshot.serial != serial and not win.worker.pending_steps, 30)
+        wait_until(lambda: win.snapshot.serial != serial, 30)
         if not args.training:
             time.sleep(0.02)              # the worker is idle again
         for name in names:
