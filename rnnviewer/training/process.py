@@ -26,6 +26,9 @@ import sys
 import threading
 import time
 
+from rnnviewer.training.snapshot import (HistoryJoiner, Snapshot, history_counts,
+                                         with_history_tail)
+
 QUIT_GRACE = 2.0     # s a child whose parent is gone may take to end before it exits hard
 
 
@@ -55,27 +58,38 @@ class Outbox:
     """Events to the parent from a thread of their own, so that training never waits for
     the window to read them (a 1 MB snapshot fills the pipe 16 times over, and the
     window's process reads between its paints). Events are pickled by the caller, in
-    order; a snapshot still waiting when a newer one comes is dropped (latest wins)."""
+    order; a snapshot still waiting when a newer one comes is dropped (latest wins).
+    A snapshot carries only the history rows from the end of the last snapshot sent on
+    (snapshot.HistoryTail; TrainingProcess.receive joins them again): a dropped one's
+    rows come with the one that superseded it."""
 
     def __init__(self, conn):
         from multiprocessing.reduction import ForkingPickler
         self._dumps = ForkingPickler.dumps
         self.conn = conn
         self.on_closed = None
-        self._items = collections.deque()     # (is_snapshot, pickled bytes)
+        self._items = collections.deque()     # (history sent with it or None, pickled bytes)
         self._ready = threading.Condition()
         self._closing = False
+        self._history_sent = (None, (0, 0))   # (run_id, (train, val) rows) the parent has
         self._thread = threading.Thread(target=self._send_loop, name="rnnviewer-outbox",
                                         daemon=True)
         self._thread.start()
 
     def put(self, event, *args):
+        sent = None
+        if event == "snapshot_ready" and isinstance(args[0], Snapshot):
+            snap = args[0]
+            with self._ready:
+                run_id, counts = self._history_sent
+            args = (with_history_tail(snap, counts if run_id == snap.run_id else (0, 0)),)
+            sent = (snap.run_id, history_counts(snap.history))
         data = self._dumps((event, args))
         snapshot = event == "snapshot_ready"
         with self._ready:
-            if snapshot and self._items and self._items[-1][0]:
+            if snapshot and self._items and self._items[-1][0] is not False:
                 self._items.pop()             # superseded before it was sent
-            self._items.append((snapshot, data))
+            self._items.append((sent if snapshot else False, data))
             self._ready.notify()
 
     def close(self, timeout=5.0):
@@ -92,13 +106,16 @@ class Outbox:
                     self._ready.wait()
                 if not self._items:
                     return
-                _, data = self._items.popleft()
+                sent, data = self._items.popleft()
             try:
                 self.conn.send_bytes(data)
             except (OSError, ValueError):     # the parent is gone
                 if self.on_closed is not None:
                     self.on_closed()
                 return
+            if sent:
+                with self._ready:
+                    self._history_sent = sent
 
 
 def warm_up():
@@ -162,6 +179,7 @@ class TrainingProcess:
         self.process.start()
         child_conn.close()
         self._lock = threading.Lock()
+        self._history = HistoryJoiner()
 
     @property
     def pid(self):
@@ -184,7 +202,10 @@ class TrainingProcess:
         ready = multiprocessing.connection.wait([self.conn] + ([wake] if wake else []), timeout)
         if self.conn in ready:
             while True:
-                events.append(self.conn.recv())
+                event, args = self.conn.recv()
+                if event == "snapshot_ready":
+                    args = (self._history.join(args[0]),)
+                events.append((event, args))
                 if not self.conn.poll(0):
                     break
         return events
