@@ -90,6 +90,36 @@ def test_screenshot_and_panel_export(tmp_path):
         assert size[0] >= 300 and size[1] >= 200, (p.name, size)
 
 
+def test_exported_panels_are_complete(tmp_path, monkeypatch, qapp):
+    """--export-panels: the analyses of the panels behind others ran while training (the
+    generated text, the top contexts) and the search panels ran once, so no picture says
+    "waiting" or "press Run"."""
+    from types import SimpleNamespace
+
+    from rnnviewer.training.session import SessionConfig
+    from rnnviewer.ui import runner
+    from rnnviewer.ui.main_window import MainWindow
+    seen = {}
+    export = MainWindow.export_panels
+
+    def looking_export(self, folder):
+        snap = self.snapshot
+        seen.update(step=snap.step, extra=set(snap.extra),
+                    results={n: p.result is not None for n, p in self.panels.items()
+                             if hasattr(p, "job_running")})
+        return export(self, folder)
+    monkeypatch.setattr(MainWindow, "export_panels", looking_export)
+    config = SessionConfig(task="text", cell="gru", hidden=8, batch=4, seq_len=12,
+                           probe_size=2)
+    args = SimpleNamespace(file=None, size=(1200, 800), steps=40, screenshot=None,
+                           export_panels=str(tmp_path / "panels"))
+    assert runner.screenshot(args, config) == 0
+    assert seen["step"] == 40
+    assert {"samples", "top_contexts"} <= seen["extra"], seen["extra"]
+    assert seen["results"] == {"maximize": True, "fixed_points": True}
+    assert (tmp_path / "panels" / "maximize.png").is_file()
+
+
 def test_several_files_open_the_first_and_ignore_the_rest(monkeypatch, capsys):
     """The desktop entry's `Exec=rnnviewer %F` may pass several files."""
     import rnnviewer.ui.runner as runner

@@ -150,15 +150,8 @@ class ExamplesController(QObject):
 def finish_panel_jobs(window, example, timeout=300):
     """Rerun the example's panels that compute in a job of their own (activation
     maximization, fixed points) on the newest snapshot and wait for them; True if done."""
-    from rnnviewer.ui.runner import wait_until
-    jobs = [window.panels[n] for n in example.panels
-            if n in window.panels and hasattr(window.panels[n], "job_running")]
-    for p in jobs:
-        p.update_snapshot(window.snapshot)
-        p.run()
-    done = wait_until(lambda: not any(p.job_running() for p in jobs), timeout)
-    wait_until(lambda: False, 0.1)      # deliver the results' queued signals
-    return done
+    from rnnviewer.ui.runner import run_panel_jobs
+    return run_panel_jobs(window, example.panels, timeout)
 
 
 def run_screenshot(args, overrides, example, fast_exit=False):
@@ -169,8 +162,8 @@ def run_screenshot(args, overrides, example, fast_exit=False):
     from rnnviewer.errors import RnnviewerError
     from rnnviewer.training.session import SessionConfig
     from rnnviewer.ui.main_window import MainWindow
-    from rnnviewer.ui.runner import (finish, make_app, settle_imports, train_offscreen,
-                                     wait_until)
+    from rnnviewer.ui.runner import (finish, make_app, run_panel_jobs, settle_imports,
+                                     train_offscreen, wait_until)
     try:
         config = SessionConfig.from_dict(overrides).validate()
     except RnnviewerError as e:
@@ -180,6 +173,7 @@ def run_screenshot(args, overrides, example, fast_exit=False):
     if fast_exit:
         settle_imports()
     win = MainWindow(config, interactive=False, restore_settings=False)
+    win.all_analyses = bool(args.export_panels)   # every exported picture complete
     win.resize(*args.size)
     win.show()
     code = 0
@@ -188,7 +182,8 @@ def run_screenshot(args, overrides, example, fast_exit=False):
         show_example_panels(win, example)
         wait_until(lambda: False, 0.05)
         err = train_offscreen(win, example.steps if args.steps is None else args.steps)
-        if not err and not finish_panel_jobs(win, example):
+        if not err and not run_panel_jobs(
+                win, list(win.panels) if args.export_panels else example.panels):
             err = "timed out waiting for the panels' computations"
         if err:
             print(f"rnnviewer: {err}", file=sys.stderr)

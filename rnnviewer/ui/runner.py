@@ -108,9 +108,26 @@ def _on_sigint(*_):
         QTimer.singleShot(0, app.closeAllWindows)
 
 
+def run_panel_jobs(window, names, timeout=300):
+    """Run the panels among `names` that compute in a job of their own (activation
+    maximization, fixed points) on the newest snapshot and wait for them; True if done."""
+    jobs = [window.panels[n] for n in names
+            if n in window.panels and hasattr(window.panels[n], "job_running")]
+    for p in jobs:
+        p.update_snapshot(window.snapshot)
+        p.run()
+    done = wait_until(lambda: not any(p.job_running() for p in jobs), timeout)
+    wait_until(lambda: False, 0.1)      # deliver the results' queued signals
+    return done
+
+
 def screenshot(args, config):
+    """`--screenshot PNG` / `--export-panels DIR`: train offscreen, save the pictures. For
+    --export-panels every panel's picture is complete: the analyses of the panels behind
+    others run while training, and the search panels run once at the end."""
     from rnnviewer.ui.main_window import MainWindow
     win = MainWindow(config, interactive=False, restore_settings=False)
+    win.all_analyses = bool(args.export_panels)
     win.pending_path = args.file
     win.resize(*args.size)
     win.show()
@@ -124,6 +141,10 @@ def screenshot(args, config):
             print(f"rnnviewer: {err}", file=sys.stderr)
             return 1
         if args.export_panels:
+            if not run_panel_jobs(win, list(win.panels)):
+                print("rnnviewer: timed out waiting for the panels' computations",
+                      file=sys.stderr)
+                return 1
             paths = win.export_panels(args.export_panels)
             print(f"saved {len(paths)} panel images in {args.export_panels}")
         if args.screenshot:

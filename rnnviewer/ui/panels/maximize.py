@@ -434,8 +434,7 @@ class MaximizePanel(ProgressJobPanel):
                 keep[np.asarray(r["argmax"], np.int64)] = True
                 self._rows = np.flatnonzero(keep)
             self._draw_image(dist[:, self._rows].T, (0.0, 1.0), "viridis", "probability")
-            self.input_plot.setLabel("left", "symbol" if self.all_box.isChecked() else
-                                     "likely symbols")
+            self.input_plot.setLabel("left", "symbol")   # short: the plot is low
         elif I <= MAX_CURVES:
             self._draw_curves(x)
         else:
