@@ -216,10 +216,13 @@ def worker_signals(win):
     return () if w is None else (w.snapshot_ready, w.errored, w.saved, w.finished)
 
 
-def train_steps(win, steps, timeout=600):
+def train_steps(win, steps, timeout=600, meanwhile=None):
     """Start `win`'s worker, wait for its kernels and first snapshot, train `steps` steps
-    (the panels are not drawn). Error text or None."""
+    (the panels are not drawn). `meanwhile()` runs once the worker has started: the
+    training process loads its kernels on the other core then. Error text or None."""
     win.start(getattr(win, "pending_path", None))
+    if meanwhile is not None:
+        meanwhile()
     if not wait_until(lambda: win.snapshot is not None or win.errors, timeout,
                       worker_signals(win)):
         return "timed out waiting for the first snapshot (kernel compilation)"
@@ -285,6 +288,13 @@ def check_panel(win, name):
     return problems
 
 
+def build_panels(win):
+    """Build every panel's widgets now (the window builds them lazily, when they first
+    come on screen)."""
+    for panel in win.panels.values():
+        panel.ensure_built()
+
+
 class _Phases:
     """Where the self-test's time goes: printed to stderr with RNNVIEWER_TIMING=1."""
 
@@ -331,7 +341,8 @@ def self_test(args, config):
         # more pyqtgraph paints, about 0.4 s of the GUI thread, serial with the training
         # thread through the GIL). The interactive order (window first, painted while the
         # kernels load) is what smoke.sh's runs under Xvfb check.
-        err = train_steps(win, steps)
+        # the panels' widgets are built while the training process loads its kernels
+        err = train_steps(win, steps, meanwhile=lambda: build_panels(win))
         phases.mark("kernels+steps")
         win.show()
         if err:
