@@ -344,6 +344,25 @@ def test_gates_over_time_and_saturation_over_training(qtbot, runs, cell):
     assert len(panel.sat_curves[sigmoid[0]][0].getData()[0]) == 0
 
 
+def test_the_unit_arrow_stays_near_the_states(qtbot, runs):
+    """The arrow shows +1 of the unit's activation, or a round fraction of it when +1
+    would reach far beyond the states drawn (early in training they lie close together)."""
+    from rnnviewer.ui.panels.state_space import arrow_step
+    assert arrow_step(0.5, 2.0) == 1.0 and arrow_step(2.0, 2.0) == 1.0
+    assert arrow_step(4.0, 1.0) == 0.2           # 0.25 wanted: the next round one below
+    assert arrow_step(10.0, 0.3) == 0.02
+    assert arrow_step(3.0, 1.5) == 0.5
+    assert arrow_step(0.0, 1.0) == 1.0 and arrow_step(1.0, 0.0) == 1.0
+    _, snaps, last = runs["rnn"]
+    panel = show(qtbot, StateSpacePanel)
+    feed(panel, [*snaps[:-1], last])
+    tip = np.array(panel.unit_tip.getData()).ravel()
+    step = float(panel.unit_text.toPlainText().split("+")[1])
+    length = np.hypot(*tip) / step                # the arrow of +1
+    assert step == arrow_step(length, panel._reach())
+    assert step < 1 and np.hypot(*tip) <= panel._reach()   # these few steps: states close
+
+
 # ------------------------------------------------------------------ across panels
 def test_unit_selection_propagates_between_the_panels(qtbot, runs):
     _, snaps, last = runs["lstm"]
@@ -360,7 +379,7 @@ def test_unit_selection_propagates_between_the_panels(qtbot, runs):
     np.testing.assert_allclose(traj.sel_curve.getData()[1], last.probe.h[0, :, 4])
     assert panels[NeuronViewPanel].unit_spin.value() == 4
     assert "unit 4" in panels[GatesPanel].legend.text()
-    assert panels[StateSpacePanel].unit_text.toPlainText() == "unit 4 +1"
+    assert panels[StateSpacePanel].unit_text.toPlainText().startswith("unit 4 +")
     panels[NeuronViewPanel].unit_spin.setValue(1)            # and back from the neuron view
     assert sel.unit == 1
     np.testing.assert_allclose(act.marker.getData()[1][0], 0.5)

@@ -15,6 +15,7 @@ Overlay hook (fixed points, unstable directions, anything in state space):
     panel.projection_changed           # Signal() after every refit or change of components
 """
 
+import math
 import time
 
 import numpy as np
@@ -66,13 +67,29 @@ class GramPCA(PCAProjector):
         return self
 
 
+def arrow_step(length, reach):
+    """The activation change the unit arrow shows: 1, or the largest of 0.5, 0.2, 0.1,
+    0.05, ... whose arrow (`length` per unit of activation) is no longer than `reach`, the
+    distance of the farthest state drawn. Early in training the states lie close together
+    and the +1 arrow would leave the picture."""
+    if not (length > 0 and reach > 0) or length <= reach:
+        return 1.0
+    want = reach / length
+    exp = math.floor(math.log10(want))
+    for mant in (5.0, 2.0, 1.0):
+        if mant * 10.0 ** exp <= want:
+            return float(f"{mant * 10.0 ** exp:.3g}")
+    return float(f"{10.0 ** exp:.3g}")
+
+
 @register_panel
 class StateSpacePanel(Panel):
     title = "State space (PCA)"
     object_name = "state_space"
     tooltip = ("The probe sequence's hidden-state trajectory projected on the top principal "
                "components of recent states, coloured by time. The arrow shows the direction "
-               "in which the selected unit's activation grows by 1.")
+               "in which the selected unit's activation grows, by the amount its label gives "
+               "(1, or less when 1 would reach far beyond the states drawn).")
     default_area = Qt.DockWidgetArea.RightDockWidgetArea
 
     projection_changed = Signal()
@@ -374,7 +391,8 @@ class StateSpacePanel(Panel):
             self.projection_changed.emit()
 
     def _draw_unit(self):
-        """The selected unit's axis: from the pool mean to where that unit is 1 higher."""
+        """The selected unit's axis: from the pool mean to where that unit is `step`
+        higher (arrow_step: 1, or a round fraction of it that stays near the states)."""
         if self.pca.components is None:
             return
         H = self.snapshot.n_hidden if self.snapshot is not None else 0
@@ -388,11 +406,23 @@ class StateSpacePanel(Panel):
         comps = self.pca.components                           # (k, S)
         dx = comps[a, u] if a < len(comps) else 0.0
         dy = comps[b, u] if b < len(comps) else 0.0
+        step = arrow_step(math.hypot(dx, dy), self._reach())
+        dx, dy = step * dx, step * dy
         self.unit_line.setData([0.0, dx], [0.0, dy])
         self.unit_tip.setData([dx], [dy])
-        if self.unit_text.toPlainText() != f"unit {u} +1":
-            self.unit_text.setText(f"unit {u} +1")
+        text = f"unit {u} +{step:g}"
+        if self.unit_text.toPlainText() != text:
+            self.unit_text.setText(text)
         self.unit_text.setPos(dx, dy)
+
+    def _reach(self):
+        """How far the drawn states lie from the pool mean (the origin), at most."""
+        if self._coords is None:
+            return 0.0
+        c = self._coords if self.all_box.isChecked() else self._coords[self._seq][None]
+        r = np.hypot(c[..., 0], c[..., 1])
+        r = r[np.isfinite(r)]
+        return float(r.max()) if r.size else 0.0
 
     def _fit_view(self, force=False):
         """Follow the data: grow the range at once, shrink only when data use < 45% of it."""
