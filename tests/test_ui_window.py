@@ -360,6 +360,40 @@ def test_settings_remember_last_run_and_layout(window, qtbot):
     assert again.docks["curves"].isVisible()
 
 
+def test_panels_while_training_sets_the_budget_and_is_remembered(qtbot):
+    """View > Panels while training: how much of the cores the panels may take while
+    training runs flat out; remembered, and a damaged setting gives the default."""
+    from rnnviewer.ui.panels import scheduler
+    from rnnviewer.ui.panels._schedule import DRAW_PRIORITIES
+    s = scheduler()
+    win = MainWindow(SessionConfig(**SMALL), restore_settings=False)
+    qtbot.addWidget(win)
+    try:
+        assert win.draw_priority == "balanced"
+        assert s.busy_budget == DRAW_PRIORITIES["balanced"][1]
+        win.draw_priority_actions["training"].trigger()
+        assert win.draw_priority == "training"
+        assert s.busy_budget == DRAW_PRIORITIES["training"][1] < DRAW_PRIORITIES["balanced"][1]
+        s.fixed_budget = None
+        s._mark = (0.0, 0.0, 0.0)
+        s._measure(0.5, 0.05, 0.05 + 0.9)     # the other threads: 1.8 cores, flat out
+        assert s.budget == DRAW_PRIORITIES["training"][1]
+        win.close()
+        again = MainWindow(SessionConfig(**SMALL))
+        qtbot.addWidget(again)
+        assert again.draw_priority == "training"
+        assert again.draw_priority_actions["training"].isChecked()
+        again.close()
+        settings.set_value("view/draw_priority", ["not", "a", "name"])
+        third = MainWindow(SessionConfig(**SMALL))
+        qtbot.addWidget(third)
+        assert third.draw_priority == "balanced"
+        assert s.busy_budget == DRAW_PRIORITIES["balanced"][1]
+        third.close()
+    finally:
+        s.busy_budget = DRAW_PRIORITIES["balanced"][1]
+
+
 def test_unit_selection_reaches_every_panel(qtbot):
     class Probe(Panel):
         title, object_name = "Probe", "probe_test"

@@ -210,6 +210,11 @@ class TrainingProcess:
                     break
         return events
 
+    def wait_ended(self, timeout):
+        """Wait up to `timeout` s for the child to end (it closed its pipe); True if it has."""
+        self.process.join(timeout)
+        return not self.process.is_alive()
+
     def exit_description(self):
         code = self.process.exitcode
         if code is None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow
 
 from rnnviewer.training.session import SessionConfig
@@ -20,6 +20,7 @@ from rnnviewer.ui.controls import ControlsWidget, effective_options
 from rnnviewer.ui.examples_menu import install_examples_menu
 from rnnviewer.ui.gcguard import GuiThreadGC
 from rnnviewer.ui.panels import UnitSelection, registered_panels, scheduler
+from rnnviewer.ui.panels._schedule import DEFAULT_DRAW_PRIORITY, DRAW_PRIORITIES
 from rnnviewer.ui.panels._perf import TextLine
 from rnnviewer.ui.worker import TrainingWorker, WorkerThread
 
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
             if isinstance(geo, QByteArray):
                 self.restoreGeometry(geo)
             self.controls.set_speed_value(settings.get_float("session/speed", 0.0))
+            self.set_draw_priority(settings.settings().value("view/draw_priority"))
         # autosave + crash restore (ui/autosave.py): the application's window only
         self.autosaver = Autosaver(self) if autosave else None
         scheduler().add_training_hint(self.trains_flat_out)
@@ -263,11 +265,42 @@ class MainWindow(QMainWindow):
             toggle.setStatusTip(f"Show or hide the {dock.windowTitle()} panel")
             v.addAction(toggle)
         v.addSeparator()
+        self._build_draw_priority_menu(v.addMenu("Panels &while training"))
         v.addAction(self.act_reset_layout)
         t = mb.addMenu("&Train")
         t.addActions([self.act_start, self.act_step, self.act_reset])
         h = mb.addMenu("&Help")
         h.addActions([self.act_shortcuts, self.act_about])
+
+    def _build_draw_priority_menu(self, menu):
+        """How much of the cores the panels may take while training runs flat out: on
+        a machine with few cores every frame is taken from training (_schedule.py)."""
+        menu.setToolTipsVisible(True)
+        group = QActionGroup(self)
+        self.draw_priority_actions = {}
+        for name, (text, _, tip) in DRAW_PRIORITIES.items():
+            a = menu.addAction(text)
+            a.setCheckable(True)
+            a.setToolTip(tip)
+            a.setStatusTip(tip)
+            a.setData(name)
+            group.addAction(a)
+            self.draw_priority_actions[name] = a
+        group.triggered.connect(self._on_draw_priority_triggered)
+        self.set_draw_priority(DEFAULT_DRAW_PRIORITY)
+
+    def set_draw_priority(self, name):
+        """Choose DRAW_PRIORITIES[name] (an unknown name: the default). Returns the name."""
+        if not isinstance(name, str) or name not in DRAW_PRIORITIES:
+            name = DEFAULT_DRAW_PRIORITY
+        self.draw_priority = name
+        self.draw_priority_actions[name].setChecked(True)
+        scheduler().busy_budget = DRAW_PRIORITIES[name][1]
+        return name
+
+    @Slot(QAction)
+    def _on_draw_priority_triggered(self, action):
+        self.set_draw_priority(action.data())
 
     def _build_status(self):
         # Fixed-width text fields: their text changes ten times a second, and a QLabel
@@ -710,6 +743,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
         s.setValue("session/speed", self.controls.speed_value())
+        s.setValue("view/draw_priority", self.draw_priority)
         settings.save_json("session/last_config", self.config.to_dict())
         s.sync()
 

@@ -296,7 +296,7 @@ class TrainingWorker(QObject):
         controller.run()
 
     def _restart(self, proc):
-        proc.process.join(1.0)
+        proc.wait_ended(1.0)      # its exit code, for the message
         what = proc.exit_description()
         log.error("training process ended unexpectedly (%s)", what)
         proc.stop(0.1)

@@ -24,7 +24,8 @@ of the same setting): budget 0.25 gave 12-13 frames/s and 72-77% of the headless
 BUSY_BUDGET while training runs flat out (a window says so, see add_training_hint, or
 the other threads of the process use most of a core or more), IDLE_BUDGET when it does
 not (paused, or a steps/s cap for watching slowly: then the panels may draw at full
-rate). When the shown panels need more than the budget the pace slows all of them
+rate). The user chooses the trade while training runs flat out (View > Panels while
+training, DRAW_PRIORITIES): the window sets `busy_budget`. When the shown panels need more than the budget the pace slows all of them
 evenly; it returns to 1 as soon as there is room.
 
 Snapshot demand: `snapshot_demand()` is the snapshot rate the shown panels can use (their
@@ -64,6 +65,22 @@ def visible(widget):
         return False
 
 
+# View > Panels while training: name -> (menu text, busy budget, tooltip). The figures:
+# benchmarks/bench_gui.py --budget B, default layout, H = 128, T = 100, 2 cores.
+DRAW_PRIORITIES = {
+    "smooth": ("Smooth panels", 0.55,
+               "Up to 30 frames/s (every snapshot); training keeps about two thirds of its "
+               "speed without the window (measured on 2 cores)"),
+    "balanced": ("Balanced", 0.35,
+                 "About 20-25 frames/s; training keeps 60-90% of its speed without the "
+                 "window (measured on 2 cores)"),
+    "training": ("Training first", 0.2,
+                 "About 10-12 frames/s; training keeps 80-85% of its speed without the "
+                 "window (measured on 2 cores)"),
+}
+DEFAULT_DRAW_PRIORITY = "balanced"
+
+
 class RedrawScheduler(QObject):
     """Draws the panels on screen, paced to the GUI thread's budget (see the module)."""
 
@@ -79,7 +96,8 @@ class RedrawScheduler(QObject):
         self.pace = 1.0
         self.busy = 0.0            # smoothed busy share of the GUI thread
         self.others = 0.0          # smoothed cores used by the process's other threads
-        self.budget = self.BUSY_BUDGET
+        self.busy_budget = self.BUSY_BUDGET   # the window's choice (DRAW_PRIORITIES)
+        self.budget = self.busy_budget
         self.fixed_budget = None   # set: use this budget always (benchmark experiments)
         self._hints = []           # WeakMethods: True while a window trains flat out
         self.frames = 0            # redraws done
@@ -171,7 +189,7 @@ class RedrawScheduler(QObject):
         self._mark = (now, cpu, proc)
         self.busy = 0.5 * self.busy + 0.5 * share
         self.others = 0.5 * self.others + 0.5 * others
-        self.budget = self.fixed_budget or (self.BUSY_BUDGET if self.training_flat_out()
+        self.budget = self.fixed_budget or (self.busy_budget if self.training_flat_out()
                                             else self.IDLE_BUDGET)
         ratio = self.busy / self.budget
         if ratio > 1.05 or (ratio < 0.9 and self.pace > 1.0):
