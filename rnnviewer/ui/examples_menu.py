@@ -183,7 +183,7 @@ def run_screenshot(args, overrides, example, fast_exit=False):
         wait_until(lambda: False, 0.05)
         err = train_offscreen(win, example.steps if args.steps is None else args.steps)
         if not err and not run_panel_jobs(
-                win, list(win.panels) if args.export_panels else example.panels):
+                win, win.open_panel_names() if args.export_panels else example.panels):
             err = "timed out waiting for the panels' computations"
         if err:
             print(f"rnnviewer: {err}", file=sys.stderr)

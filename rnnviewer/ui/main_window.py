@@ -659,6 +659,10 @@ class MainWindow(QMainWindow):
             else:
                 self.statusBar().showMessage(f"Saved {len(paths)} images in {folder}", 5000)
 
+    def open_panel_names(self):
+        """The panels whose dock is open (View menu), in front or tabbed behind others."""
+        return [n for n in self.panels if self.docks[n].toggleViewAction().isChecked()]
+
     def export_panels(self, folder):
         """Save one PNG per open panel (tabs behind others included), named after the panel;
         returns the paths. Each dock is raised first so that it is laid out at its real size
@@ -669,10 +673,8 @@ class MainWindow(QMainWindow):
         front = [d for n, d in self.docks.items() if self.panels[n].is_shown()]
         out = []
         try:
-            for name, panel in self.panels.items():
-                dock = self.docks[name]
-                if not dock.toggleViewAction().isChecked():
-                    continue            # closed by the user (View menu)
+            for name in self.open_panel_names():
+                panel, dock = self.panels[name], self.docks[name]
                 if not panel.is_shown():
                     dock.raise_()
                     QApplication.processEvents()

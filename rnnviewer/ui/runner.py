@@ -141,7 +141,7 @@ def screenshot(args, config):
             print(f"rnnviewer: {err}", file=sys.stderr)
             return 1
         if args.export_panels:
-            if not run_panel_jobs(win, list(win.panels)):
+            if not run_panel_jobs(win, win.open_panel_names()):
                 print("rnnviewer: timed out waiting for the panels' computations",
                       file=sys.stderr)
                 return 1
