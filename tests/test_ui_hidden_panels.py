@@ -19,7 +19,7 @@ from rnnviewer.ui.panels import UnitSelection, registered_panels
 from rnnviewer.ui.panels.activations import ActivationsPanel
 from rnnviewer.ui.panels.gates import GatesPanel
 from rnnviewer.ui.panels.neuron_view import BG, NeuronViewPanel, color_index
-from rnnviewer.ui.panels.state_space import GramPCA, StateSpacePanel
+from rnnviewer.ui.panels.state_space import VIEW_3D, GramPCA, StateSpacePanel, view_matrix
 from rnnviewer.ui.panels.trajectories import TrajectoriesPanel
 
 CELLS = ("rnn", "gru", "lstm")
@@ -183,6 +183,58 @@ def test_state_space_projects_the_trajectory(qtbot, runs, cell):
         panel.space_box.setCurrentIndex(panel.space_box.findData("hc"))
         assert panel.pca.components.shape[1] == 2 * H
         assert panel.project(np.c_[h[0], last.probe.c[0]]).shape == (T, 2)
+
+
+def test_view_matrix_selects_or_turns_the_components():
+    np.testing.assert_array_equal(view_matrix((1, 2), 3), [[0, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(view_matrix((0, 2), 2), [[1, 0], [0, 0]])  # no PC3 yet
+    np.testing.assert_allclose(view_matrix(VIEW_3D, 3), [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+    for az, el in ((30, 20), (-135, 75), (90, -90)):
+        M = view_matrix(VIEW_3D, 3, az, el)
+        np.testing.assert_allclose(M @ M.T, np.eye(2), atol=1e-12)   # a turn, no stretch
+    # a quarter turn brings PC3 onto x; tilting by 90 degrees brings it onto y
+    np.testing.assert_allclose(view_matrix(VIEW_3D, 3, 90, 0)[0], [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(view_matrix(VIEW_3D, 3, 0, 90)[1], [0, 0, -1], atol=1e-12)
+    assert view_matrix(VIEW_3D, 4, 10, 10)[:, 3].tolist() == [0, 0]  # PC4 never shown
+
+
+def test_state_space_3d_view_turns_by_dragging(qtbot, runs):
+    _, snaps, last = runs["lstm"]
+    panel = show(qtbot, StateSpacePanel)
+    feed(panel, [*snaps[:-1], last])
+    assert not panel.az_spin.isVisible()
+    panel.comp_box.setCurrentIndex(panel.comp_box.findData(VIEW_3D))
+    assert panel.az_spin.isVisible() and panel.el_spin.isVisible()
+    assert panel.plot.getViewBox().state["aspectLocked"]     # a turn must not stretch it
+    h = last.probe.h[0]                                        # (T, H)
+    z = (h - panel.pca.mean) @ panel.pca.components[:3].T     # (T, 3) on PC1-PC3
+    M = view_matrix(VIEW_3D, 3, panel.az_spin.value(), panel.el_spin.value())
+    x, y = panel.points.getData()
+    np.testing.assert_allclose(np.c_[x, y], z @ M.T, rtol=1e-5, atol=1e-6)
+    assert panel.plot.getAxis("bottom").labelText.startswith("PC1-PC3")
+    az0, el0 = panel.az_spin.value(), panel.el_spin.value()
+    vp = panel.view.viewport()
+    c = vp.rect().center()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=c)
+    for dx in (10, 20, 40):
+        qtbot.mouseMove(vp, c + type(c)(dx, -dx // 2))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=c + type(c)(40, -20))
+    assert panel.az_spin.value() == az0 + 20 and panel.el_spin.value() == el0 - 10
+    M = view_matrix(VIEW_3D, 3, az0 + 20, el0 - 10)
+    x, y = panel.points.getData()
+    np.testing.assert_allclose(np.c_[x, y], z @ M.T, rtol=1e-5, atol=1e-6)
+    full = np.c_[last.probe.h[1, :4], last.probe.c[1, :4]]     # overlays follow the turn
+    panel.set_overlay_points(full, name="fixed points")
+    np.testing.assert_allclose(np.c_[panel._overlays["fixed points"]["scatter"].getData()],
+                               panel.project(full[:, :H]))
+    assert panel.data_arrays()["view_matrix"].shape == (2, 3)
+    panel.turn_by(200, 100)                                   # wraps, and stops at +-90
+    assert panel.az_spin.value() == ((az0 + 20 + 200 + 180) % 360) - 180
+    assert panel.el_spin.value() == 90
+    panel.comp_box.setCurrentIndex(0)                         # back to PC1 / PC2: panning
+    assert not panel.az_spin.isVisible()
+    assert panel.plot.getViewBox().state["mouseEnabled"] == [True, True]
+    assert not panel.plot.getViewBox().state["aspectLocked"]
 
 
 def test_state_space_overlay_follows_the_basis(qtbot, runs):

@@ -2,7 +2,9 @@
 
 The PCA basis is refitted (at most every REFIT_S seconds) on a pool of states from recent
 snapshots and keeps its signs from fit to fit (engine.analysis.PCAProjector), so the
-picture drifts with training instead of flipping.
+picture drifts with training instead of flipping. Two components against each other, or
+the top three in 3-D: an orthographic view of PC1-PC3 turned by an azimuth and an
+elevation (drag on the plot, or the two spin boxes).
 
 Overlay hook (fixed points, unstable directions, anything in state space):
 
@@ -20,9 +22,9 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QPushButton, QSpinBox
 
 from rnnviewer.engine.analysis import PCAProjector
 from rnnviewer.ui.panels import Panel, register_panel
@@ -33,6 +35,8 @@ from rnnviewer.ui.panels._hidden import (VIRIDIS, info_label, probe_labels, refr
 from rnnviewer.ui.style import COLORS, style_plot
 
 COMPONENTS = ((0, 1), (1, 2), (0, 2))
+VIEW_3D = "3d"          # the component choice of the 3-D view
+TURN_DEG_PER_PX = 0.5   # dragging the 3-D view turns it this much per pixel
 POOL = 1536            # states kept for the PCA fit
 PER_FRAME = 256        # states added to the pool per drawn snapshot
 REFIT_S = 0.25         # refit the basis at most this often (seconds)
@@ -65,6 +69,25 @@ class GramPCA(PCAProjector):
         total = var.sum()
         self.explained_variance_ratio = var[:k] / total if total > 0 else np.zeros(k)
         return self
+
+
+def view_matrix(components, k, azimuth=0.0, elevation=0.0):
+    """(2, k) matrix from PCA coordinates (N, k) to the view's (x, y): the components
+    (a, b) on the axes, or for VIEW_3D the top three turned by `azimuth` about the
+    vertical and then `elevation` about the horizontal (degrees; 0, 0 shows PC1 / PC2
+    with PC3 pointing at the viewer). Components beyond k contribute nothing."""
+    M = np.zeros((2, max(k, 3)))
+    if components == VIEW_3D:
+        p, t = np.radians(azimuth), np.radians(elevation)
+        turn = np.array([[np.cos(p), 0.0, np.sin(p)], [0.0, 1.0, 0.0],
+                         [-np.sin(p), 0.0, np.cos(p)]])          # about the vertical (PC2)
+        tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(t), -np.sin(t)],
+                         [0.0, np.sin(t), np.cos(t)]])           # about the horizontal
+        M[:, :3] = (tilt @ turn)[:2]
+    else:
+        a, b = components
+        M[0, a], M[1, b] = 1.0, 1.0
+    return M[:, :k]
 
 
 def arrow_step(length, reach):
@@ -101,8 +124,28 @@ class StateSpacePanel(Panel):
         self.comp_box = QComboBox()
         for a, b in COMPONENTS:
             self.comp_box.addItem(f"PC{a + 1} / PC{b + 1}", (a, b))
-        self.comp_box.setToolTip("Which principal components to plot against each other")
+        self.comp_box.addItem("PC1-PC3 (3-D)", VIEW_3D)
+        self.comp_box.setToolTip("Which principal components to plot against each other, or "
+                                 "the top three in 3-D (drag on the plot to turn it)")
         self.comp_box.currentIndexChanged.connect(self._on_comp_box_current_index_changed)
+        self.az_spin = QSpinBox()
+        self.az_spin.setRange(-180, 180)
+        self.az_spin.setWrapping(True)
+        self.az_spin.setSingleStep(15)
+        self.az_spin.setValue(30)
+        self.az_spin.setSuffix("°")
+        self.az_spin.setToolTip("3-D view: turn about the vertical axis (or drag sideways)")
+        self.el_spin = QSpinBox()
+        self.el_spin.setRange(-90, 90)
+        self.el_spin.setSingleStep(15)
+        self.el_spin.setValue(20)
+        self.el_spin.setSuffix("°")
+        self.el_spin.setToolTip("3-D view: tilt about the horizontal axis (or drag up and "
+                                "down)")
+        for spin in (self.az_spin, self.el_spin):
+            spin.setVisible(False)
+            spin.valueChanged.connect(self._on_turn_spin_value_changed)
+        self._drag_from = None       # (mouse position, azimuth, elevation) a 3-D turn began at
         self.space_box = QComboBox()
         self.space_box.addItem("h", "h")
         self.space_box.setToolTip("The state space: the hidden state h, or for an LSTM the "
@@ -116,7 +159,8 @@ class StateSpacePanel(Panel):
         self.fit_button.setToolTip("Fit the view to the trajectories again (and follow them)")
         self.fit_button.clicked.connect(self._on_fit_button_clicked)
         self.info = info_label("The point under the mouse pointer")
-        for w in (self.seq_spin, self.comp_box, self.space_box, self.all_box, self.fit_button):
+        for w in (self.seq_spin, self.comp_box, self.az_spin, self.el_spin, self.space_box,
+                  self.all_box, self.fit_button):
             bar.addWidget(w)
         bar.addWidget(self.info, 1)
         self.layout_.addLayout(bar)
@@ -167,6 +211,7 @@ class StateSpacePanel(Panel):
         self.plot.getViewBox().sigRangeChangedManually.connect(
             self._on_view_range_changed_manually)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        self.view.viewport().installEventFilter(self)     # dragging turns the 3-D view
 
     def export_item(self):
         return self.view.scene()
@@ -187,19 +232,17 @@ class StateSpacePanel(Panel):
             raise ValueError(f"states have {s.shape[1]} values; this view needs {dim} "
                              f"(or {2 * dim} for an LSTM's [h, c])" if self._space == "h"
                              else f"states have {s.shape[1]} values; this view needs {dim}")
-        a, b = self.components()
-        k = self.pca.components.shape[0]
         z = self.pca.project(s)                               # (N, k)
-        out = np.zeros((len(s), 2))
-        if a < k:
-            out[:, 0] = z[:, a]
-        if b < k:
-            out[:, 1] = z[:, b]
-        return out
+        return z @ self.view_matrix().T                       # (N, 2)
 
     def components(self):
-        """The (a, b) component indices on the x and y axes (0-based)."""
+        """The (a, b) component indices on the x and y axes (0-based), or VIEW_3D."""
         return self.comp_box.currentData() or (0, 1)
+
+    def view_matrix(self):
+        """(2, k): PCA coordinates -> view coordinates (see view_matrix())."""
+        k = self.pca.components.shape[0]
+        return view_matrix(self.components(), k, self.az_spin.value(), self.el_spin.value())
 
     def set_overlay_points(self, points, name="overlay", segments=None, symbol="x", size=13,
                            color="#d62728", tooltip="", label=None):
@@ -279,9 +322,49 @@ class StateSpacePanel(Panel):
 
     @Slot(int)
     def _on_comp_box_current_index_changed(self, _):
+        three = self.components() == VIEW_3D
+        for spin in (self.az_spin, self.el_spin):
+            spin.setVisible(three)
+        vb = self.plot.getViewBox()
+        vb.setMouseEnabled(not three, not three)      # dragging turns the 3-D view
+        vb.setAspectLocked(three)                     # a turn must not stretch it
         self._auto = True
         self._refresh()
         self.projection_changed.emit()
+
+    @Slot(int)
+    def _on_turn_spin_value_changed(self, _):
+        self._refresh()
+        self.projection_changed.emit()
+
+    def eventFilter(self, obj, event):
+        """In 3-D, dragging with the left button on the plot turns the view."""
+        if self.components() != VIEW_3D:
+            return super().eventFilter(obj, event)
+        kind = event.type()
+        if kind == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = (event.position(), self.az_spin.value(), self.el_spin.value())
+            return True
+        if kind == QEvent.Type.MouseMove and self._drag_from is not None:
+            start, az, el = self._drag_from
+            pos = event.position()
+            turn = round((pos.x() - start.x()) * TURN_DEG_PER_PX)   # from where it started:
+            tilt = round((pos.y() - start.y()) * TURN_DEG_PER_PX)   # no rounding piles up
+            self.turn_by(az + turn - self.az_spin.value(), el + tilt - self.el_spin.value())
+            return True
+        if kind == QEvent.Type.MouseButtonRelease and self._drag_from is not None:
+            self._drag_from = None
+            return True
+        return super().eventFilter(obj, event)
+
+    def turn_by(self, azimuth, elevation):
+        """Turn the 3-D view by these degrees (azimuth wraps, elevation stops at +-90)."""
+        az = (self.az_spin.value() + azimuth + 180) % 360 - 180
+        el = min(90, max(-90, self.el_spin.value() + elevation))
+        with QSignalBlocker(self.az_spin), QSignalBlocker(self.el_spin):
+            self.az_spin.setValue(az)
+            self.el_spin.setValue(el)
+        self._on_turn_spin_value_changed(0)
 
     @Slot(int)
     def _on_space_box_current_index_changed(self, _):
@@ -355,7 +438,6 @@ class StateSpacePanel(Panel):
             return
         set_spin_max(self.seq_spin, P)
         seq = self._seq = min(self.seq_spin.value(), P - 1)
-        a, b = self.components()
         self._coords = self.project(flat).reshape(P, T, 2)
         xy = self._coords[seq]                                # (T, 2)
         if T != self._T:
@@ -375,12 +457,7 @@ class StateSpacePanel(Panel):
         self.end.setData([xy[-1, 0]], [xy[-1, 1]])
         self.start_text.setPos(xy[0, 0], xy[0, 1])
         self.end_text.setPos(xy[-1, 0], xy[-1, 1])
-        evr = self.pca.explained_variance_ratio
-        for axis, i in (("bottom", a), ("left", b)):
-            # whole percent: the label (and so the axis and the plot's layout) changes
-            # only now and then, not with every refit
-            share = f" ({100 * evr[i]:.0f}% var.)" if i < len(evr) else ""   # fits a short axis
-            text = f"PC{i + 1}{share}"
+        for axis, text in self._axis_labels():
             if self._axis_text.get(axis) != text:
                 self._axis_text[axis] = text
                 self.plot.setLabel(axis, text)
@@ -389,6 +466,18 @@ class StateSpacePanel(Panel):
         self._fit_view()
         if refit:
             self.projection_changed.emit()
+
+    def _axis_labels(self):
+        """(axis, text) of both axes: each component with its share of the variance, in
+        whole percent (the label, and so the plot's layout, changes only now and then)."""
+        evr = self.pca.explained_variance_ratio
+        share = lambda i: f" ({100 * evr[i]:.0f}% var.)" if i < len(evr) else ""  # noqa: E731
+        if self.components() == VIEW_3D:
+            total = f"{100 * float(np.sum(evr[:3])):.0f}% var." if len(evr) else ""
+            return (("bottom", f"PC1-PC3 turned ({total}; drag to turn)"),
+                    ("left", f"az {self.az_spin.value()}°, el {self.el_spin.value()}°"))
+        a, b = self.components()
+        return (("bottom", f"PC{a + 1}{share(a)}"), ("left", f"PC{b + 1}{share(b)}"))
 
     def _draw_unit(self):
         """The selected unit's axis: from the pool mean to where that unit is `step`
@@ -402,10 +491,10 @@ class StateSpacePanel(Panel):
                 item.setData([], [])
             self.unit_text.setText("")
             return
-        a, b = self.components()
         comps = self.pca.components                           # (k, S)
-        dx = comps[a, u] if a < len(comps) else 0.0
-        dy = comps[b, u] if b < len(comps) else 0.0
+        if u >= comps.shape[1]:
+            return
+        dx, dy = self.view_matrix() @ comps[:, u]             # unit u's axis in the view
         step = arrow_step(math.hypot(dx, dy), self._reach())
         dx, dy = step * dx, step * dy
         self.unit_line.setData([0.0, dx], [0.0, dy])
@@ -440,7 +529,9 @@ class StateSpacePanel(Panel):
         w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
         (vx0, vx1), (vy0, vy1) = self.plot.getViewBox().viewRange()
         inside = vx0 <= x0 and x1 <= vx1 and vy0 <= y0 and y1 <= vy1
-        small = w < 0.45 * (vx1 - vx0) or h < 0.45 * (vy1 - vy0)
+        small_x, small_y = w < 0.45 * (vx1 - vx0), h < 0.45 * (vy1 - vy0)
+        # with the aspect locked (3-D) one axis always has room to spare
+        small = (small_x and small_y) if self.components() == VIEW_3D else (small_x or small_y)
         if force or not inside or small:
             m = 0.08 if force or small else 0.15     # room to grow before the next jump
             self.plot.setRange(xRange=(x0 - m * w, x1 + m * w),
@@ -471,9 +562,10 @@ class StateSpacePanel(Panel):
     def data_arrays(self):
         if self._coords is None or self.pca.components is None:
             return {}
-        a, b = self.components()
-        return {"coords": self._coords,                        # (P, T, 2) on PC a, PC b
-                "components": np.array([a, b]),
+        comps = self.components()
+        return {"coords": self._coords,                        # (P, T, 2) view coordinates
+                "components": np.array([0, 1, 2] if comps == VIEW_3D else comps),
+                "view_matrix": self.view_matrix(),             # (2, k): basis coords -> view
                 "basis": self.pca.components,                  # (k, S)
                 "mean": self.pca.mean,                         # (S,)
                 "explained_variance_ratio": self.pca.explained_variance_ratio}
