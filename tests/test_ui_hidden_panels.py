@@ -185,6 +185,28 @@ def test_state_space_projects_the_trajectory(qtbot, runs, cell):
         assert panel.project(np.c_[h[0], last.probe.c[0]]).shape == (T, 2)
 
 
+def test_state_space_axis_labels_follow_the_variance_slowly(qtbot, runs):
+    """A new share of the variance reaches the axis label at most every LABEL_EVERY_S
+    (each new label redraws the axis); a new component at once."""
+    import time as _time
+    _, snaps, last = runs["rnn"]
+    panel = show(qtbot, StateSpacePanel)
+    feed(panel, [*snaps[:-1], last])
+    real = panel.plot.getAxis("bottom").labelText
+    assert re.fullmatch(r"PC1 \(\d+% var\.\)", real)
+    panel._axis_text["bottom"] = ("PC1 (1% var.)", _time.monotonic())   # set just now
+    panel.plot.setLabel("bottom", "PC1 (1% var.)")
+    panel.drawn = None
+    panel.redraw_now()
+    assert panel.plot.getAxis("bottom").labelText == "PC1 (1% var.)"   # not yet
+    panel._axis_text["bottom"] = ("PC1 (1% var.)", _time.monotonic() - 10.0)
+    panel.drawn = None
+    panel.redraw_now()
+    assert panel.plot.getAxis("bottom").labelText == real                # due: updated
+    panel.comp_box.setCurrentIndex(1)                                   # at once
+    assert panel.plot.getAxis("bottom").labelText.startswith("PC2")
+
+
 def test_view_matrix_selects_or_turns_the_components():
     np.testing.assert_array_equal(view_matrix((1, 2), 3), [[0, 1, 0], [0, 0, 1]])
     np.testing.assert_array_equal(view_matrix((0, 2), 2), [[1, 0], [0, 0]])  # no PC3 yet

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpin
 from rnnviewer.training.analyses_gradients import METHOD_NAMES, METHODS
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
-from rnnviewer.ui.panels._perf import set_ticks
-from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, SteadyLevel, color_bar,
+from rnnviewer.ui.panels._perf import BandLevel, ViewRange, set_ticks
+from rnnviewer.ui.panels._wg_common import (DIVERGING, ReportingImage, color_bar,
                                             colormap, fmt, input_names, output_names)
 from rnnviewer.ui.style import LABEL_STYLE, style_plot
 
@@ -147,10 +147,15 @@ class SaliencyPanel(Panel):
                                                 colCount=4)
         self.bars = pg.BarGraphItem(x=[0.5], height=[0.0], width=0.8)
         self.input_plot.addItem(self.bars)
+        # y follows the bars (or the input curves) in steps, not every frame: the left axis
+        # stays cached in between (an axis regenerated costs ~5 ms, _perf.py)
+        self.input_y = ViewRange(self.input_plot.getViewBox(), "y", pad=(0.08, 0.12),
+                                 shrink=0.5)
         self.bars.setVisible(False)
         self.message = pg.TextItem("", color="#a03030", anchor=(0.5, 0.5))
         self.strip_plot.addItem(self.message)
-        self.level = SteadyLevel(decay=0.9)
+        self.level = BandLevel()       # round levels that change in steps: the colour
+                                       # bar's axis redraws only then (_perf.py)
         self._drawn_key = None         # (run, result) drawn: redraw only when it changes
         self._cbar_label = None
         self._level_key = None
@@ -279,6 +284,7 @@ class SaliencyPanel(Panel):
             self.input_plot.getAxis("bottom").showLabel(text)
             self.view.ci.layout.setRowStretchFactor(0, 3)
             self.view.ci.layout.setRowStretchFactor(1, 0 if text else 2)
+            self.input_y.reset()
         self.input_plot.setXRange(0, T, padding=0)
         if mode == "text":
             for c in self.curves:
@@ -293,6 +299,7 @@ class SaliencyPanel(Panel):
             c.setVisible(i < n)
             if i < n:
                 c.setData(np.arange(T) + 0.5, x[:, i])
+        self.input_y.fit_data(x[:, :n])
 
     def _draw_result(self, snap, res):
         T = snap.probe.x.shape[1]
@@ -317,7 +324,8 @@ class SaliencyPanel(Panel):
         img = np.ascontiguousarray(rows, dtype=np.float32)               # (R, T)
         self.rows, self.row_names = img, row_names
         self.strip.setImage(img, levels=(-lv, lv), autoLevels=False)
-        self.cbar.setLevels((-lv, lv))
+        if tuple(self.cbar.levels()) != (-lv, lv):    # setLevels redraws the bar's axis
+            self.cbar.setLevels((-lv, lv))
         label = f"attribution ({METHOD_NAMES[method]})"
         if label != self._cbar_label:                 # a new label re-lays out the plot
             self._cbar_label = label
@@ -336,6 +344,9 @@ class SaliencyPanel(Panel):
             brushes = [pg.mkBrush(*c) for c in self.cmap.map(u, mode="byte")]
             self.bars.setOpts(x=np.arange(T) + 0.5, height=per_step, width=0.85,
                               brushes=brushes, pen=pg.mkPen("#808080", width=0.5))
+            h = per_step[np.isfinite(per_step)]
+            self.input_y.fit(min(0.0, float(h.min(initial=0.0))),
+                             max(0.0, float(h.max(initial=0.0))))
         self.info.setText(self._describe(snap, res))
 
     # ------------------------------------------------------------ text

@@ -40,6 +40,7 @@ TURN_DEG_PER_PX = 0.5   # dragging the 3-D view turns it this much per pixel
 POOL = 1536            # states kept for the PCA fit
 PER_FRAME = 256        # states added to the pool per drawn snapshot
 REFIT_S = 0.25         # refit the basis at most this often (seconds)
+LABEL_EVERY_S = 2.0    # the axes' share of the variance is updated at most this often
 HOVER_PX = 8           # the mouse this close (pixels) to a point shows its time step
 
 
@@ -205,7 +206,7 @@ class StateSpacePanel(Panel):
         self._labels = []
         self._seq = 0
         self._auto = True            # follow the data with the view range
-        self._axis_text = {}
+        self._axis_text = {}         # axis -> (label shown, when it was set)
         self._overlays = {}          # name -> dict(points, segments, scatter, lines)
         self.overlay_legend = None   # pg.LegendItem of the overlays, made with the first label
         self.plot.getViewBox().sigRangeChangedManually.connect(
@@ -457,9 +458,15 @@ class StateSpacePanel(Panel):
         self.end.setData([xy[-1, 0]], [xy[-1, 1]])
         self.start_text.setPos(xy[0, 0], xy[0, 1])
         self.end_text.setPos(xy[-1, 0], xy[-1, 1])
+        now = time.monotonic()
         for axis, text in self._axis_labels():
-            if self._axis_text.get(axis) != text:
-                self._axis_text[axis] = text
+            # a new label redraws the axis and re-lays out the plot (several ms): a new
+            # component or angle shows at once, a new share of the variance every
+            # LABEL_EVERY_S at most
+            old, since = self._axis_text.get(axis, ("", -np.inf))
+            if text != old and (text.split(" (")[0] != old.split(" (")[0] or
+                                now - since >= LABEL_EVERY_S):
+                self._axis_text[axis] = (text, now)
                 self.plot.setLabel(axis, text)
         self._draw_unit()
         self._draw_overlays()
