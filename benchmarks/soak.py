@@ -2,9 +2,10 @@
 
 Trains N steps (default 20,000) in the real main window, offscreen, with the window and
 every registered panel open and visible (each panel in its own floating dock, so none
-hides behind a tab), and samples the process's resident memory (VmRSS from
-/proc/self/status, after a gc.collect()) every few hundred steps. Growth is measured from
-the first sample after the warm-up to the last one; the goal is under 5%.
+hides behind a tab), and samples the resident memory (VmRSS from /proc, after a
+gc.collect()) of the window's process and of its training process every few hundred
+steps. Growth is measured from
+the first sample after the warm-up to the last one; the goal is under 5% for each.
 `--headless` trains a TrainingSession without Qt (snapshots still made and kept).
 
     python benchmarks/soak.py                      # 20,000 steps, window + panels
@@ -33,10 +34,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "numba_cache"))
 
 
-def rss_kib():
-    """Resident set size of this process in KiB (Linux /proc); None elsewhere."""
+def rss_kib(pid="self"):
+    """Resident set size of process `pid` (this one by default) in KiB (Linux /proc); None
+    elsewhere or if it is gone."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
@@ -46,24 +48,34 @@ def rss_kib():
 
 
 class Recorder:
-    """RSS samples (step, seconds, KiB) taken at multiples of `every` steps."""
+    """RSS samples (step, seconds, KiB) taken at multiples of `every` steps: `samples` of
+    this process, `training_samples` of the training process (`training_pid()` gives its
+    pid: the window trains in a process of its own, training/process.py)."""
 
     def __init__(self, every, progress=True):
         self.every = every
         self.progress = progress
         self.next_step = 0
         self.samples = []
+        self.training_samples = []
+        self.training_pid = lambda: None
         self.t0 = time.monotonic()
 
     def maybe(self, step, force=False):
         if step >= self.next_step or force:
             gc.collect()
             kib = rss_kib()
+            pid = self.training_pid()
+            child = rss_kib(pid) if pid else None
+            t = round(time.monotonic() - self.t0, 2)
             if kib is not None:
-                self.samples.append((int(step), round(time.monotonic() - self.t0, 2), kib))
-                if self.progress:
-                    print(f"soak: step {step:>7}  RSS {kib / 1024:7.1f} MiB  "
-                          f"{self.samples[-1][1]:8.1f} s", file=sys.stderr, flush=True)
+                self.samples.append((int(step), t, kib))
+            if child is not None:
+                self.training_samples.append((int(step), t, child))
+            if self.progress and kib is not None:
+                extra = f"  training process {child / 1024:7.1f} MiB" if child else ""
+                print(f"soak: step {step:>7}  RSS {kib / 1024:7.1f} MiB{extra}  {t:8.1f} s",
+                      file=sys.stderr, flush=True)
             self.next_step = (step // self.every + 1) * self.every
 
 
@@ -161,6 +173,7 @@ def soak_window(config, steps, rec, timeout, only=None):
             "panel_import_errors": sorted(PANEL_ERRORS)}
     try:
         win.start()
+        rec.training_pid = lambda: win.worker.child_pid
         if not wait_until(lambda: win.snapshot is not None or win.errors, timeout):
             return {**info, "error": "timed out waiting for the first snapshot (compiling)"}
         if win.errors:
@@ -235,14 +248,18 @@ def main(argv=None):
               "samples": rec.samples}
     if "error" not in run:
         report["memory"] = summarize(rec.samples, warmup, args.goal / 100)
+        if rec.training_samples:
+            report["training_memory"] = summarize(rec.training_samples, warmup, args.goal / 100)
+            report["training_samples"] = rec.training_samples
         (s0, t0_, _), (s1, t1, _) = rec.samples[0], rec.samples[-1]   # training time only
         report["steps_per_second"] = round((s1 - s0) / max(t1 - t0_, 1e-9), 1)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     print(format_report(report))
-    if "error" in run or "error" in report.get("memory", {}):
+    memories = [report[k] for k in ("memory", "training_memory") if k in report]
+    if "error" in run or any("error" in m for m in memories):
         return 2
-    return 0 if report["memory"]["ok"] else 1
+    return 0 if all(m["ok"] for m in memories) else 1
 
 
 def format_report(r):
@@ -264,19 +281,24 @@ def format_report(r):
     if "error" in r:
         lines.append(f"FAILED: {r['error']}")
         return "\n".join(lines)
-    m = r["memory"]
     lines.append(f"{r['steps']} steps, {r['seconds']} s in all ({r['steps_per_second']} "
                  "steps/s while training), "
                  f"{len(r['samples'])} RSS samples")
-    lines.append("RSS MiB by step: " + ", ".join(
-        f"{s}:{kib / 1024:.1f}" for s, _, kib in r["samples"][:: max(1, len(r["samples"]) // 12)]))
-    if "error" in m:
-        lines.append(f"FAILED: {m['error']}")
-        return "\n".join(lines)
-    lines.append(f"after warm-up (step {m['baseline_step']}): {m['baseline_mib']} -> "
-                 f"{m['final_mib']} MiB (peak {m['peak_mib']}), growth {m['growth_percent']}% "
-                 f"(goal < {m['goal_percent']:g}%), slope {m['slope_kib_per_1000_steps']} "
-                 f"KiB per 1000 steps: {'OK' if m['ok'] else 'OVER THE GOAL'}")
+    for what, key, samples in (("this process", "memory", "samples"),
+                               ("training process", "training_memory", "training_samples")):
+        if key not in r:
+            continue
+        m, ss = r[key], r[samples]
+        lines.append(f"{what}, RSS MiB by step: " + ", ".join(
+            f"{s}:{kib / 1024:.1f}" for s, _, kib in ss[:: max(1, len(ss) // 12)]))
+        if "error" in m:
+            lines.append(f"FAILED: {m['error']}")
+            continue
+        lines.append(f"{what} after warm-up (step {m['baseline_step']}): {m['baseline_mib']} "
+                     f"-> {m['final_mib']} MiB (peak {m['peak_mib']}), growth "
+                     f"{m['growth_percent']}% (goal < {m['goal_percent']:g}%), slope "
+                     f"{m['slope_kib_per_1000_steps']} KiB per 1000 steps: "
+                     f"{'OK' if m['ok'] else 'OVER THE GOAL'}")
     return "\n".join(lines)
 
 
