@@ -131,10 +131,14 @@ class History:
         counts = (self._n["train"], self._n["val"])
         if start[0] > counts[0] or start[1] > counts[1]:
             return False
-        self.extend({k: np.asarray(v)[counts[0 if k in HISTORY_KEYS else 1] -
-                                      start[0 if k in HISTORY_KEYS else 1]:]
+        self.extend({k: np.asarray(v)[counts[_group(k)] - start[_group(k)]:]
                      for k, v in data.items()})
         return True
+
+
+def _group(key):
+    """0 for a column of the per-step history, 1 for one of the validation history."""
+    return 0 if key in HISTORY_KEYS else 1
 
 
 def history_counts(history):
@@ -159,8 +163,7 @@ class HistoryTail:
 
 def with_history_tail(snap, start):
     """`snap` with its history replaced by the HistoryTail of the rows from `start` on."""
-    rows = {k: np.asarray(v)[start[0 if k in HISTORY_KEYS else 1]:]
-            for k, v in snap.history.items()}
+    rows = {k: np.asarray(v)[start[_group(k)]:] for k, v in snap.history.items()}
     return dataclasses.replace(snap, history=HistoryTail(snap.run_id, tuple(start), rows))
 
 

@@ -25,8 +25,9 @@ BUSY_BUDGET while training runs flat out (a window says so, see add_training_hin
 the other threads of the process use most of a core or more), IDLE_BUDGET when it does
 not (paused, or a steps/s cap for watching slowly: then the panels may draw at full
 rate). The user chooses the trade while training runs flat out (View > Panels while
-training, DRAW_PRIORITIES): the window sets `busy_budget`. When the shown panels need more than the budget the pace slows all of them
-evenly; it returns to 1 as soon as there is room.
+training, DRAW_PRIORITIES): the window sets `busy_budget`. When the shown panels need
+more than the budget the pace slows all of them evenly; it returns to 1 as soon as there
+is room.
 
 Snapshot demand: `snapshot_demand()` is the snapshot rate the shown panels can use (their
 frame rate at the current pace, with some headroom; at least MIN_SNAPSHOT_HZ for the
@@ -84,7 +85,7 @@ DEFAULT_DRAW_PRIORITY = "balanced"
 class RedrawScheduler(QObject):
     """Draws the panels on screen, paced to the GUI thread's budget (see the module)."""
 
-    BUSY_BUDGET = 0.35           # GUI share while training runs flat out
+    BUSY_BUDGET = DRAW_PRIORITIES[DEFAULT_DRAW_PRIORITY][1]   # GUI share, training flat out
     IDLE_BUDGET = 0.7            # ... while the other threads leave the cores free
     TRAINING_BUSY = 0.7          # cores used by the other threads that mean "flat out"
     PACE_EVERY = 0.25            # seconds between measurements of the busy share

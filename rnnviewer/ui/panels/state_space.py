@@ -99,11 +99,9 @@ def arrow_step(length, reach):
     if not (length > 0 and reach > 0) or length <= reach:
         return 1.0
     want = reach / length
-    exp = math.floor(math.log10(want))
-    for mant in (5.0, 2.0, 1.0):
-        if mant * 10.0 ** exp <= want:
-            return float(f"{mant * 10.0 ** exp:.3g}")
-    return float(f"{10.0 ** exp:.3g}")
+    unit = 10.0 ** math.floor(math.log10(want))          # 1 x unit <= want < 10 x unit
+    mant = next((m for m in (5.0, 2.0) if m * unit <= want), 1.0)
+    return float(f"{mant * unit:.3g}")
 
 
 @register_panel
