@@ -12,8 +12,8 @@ from rnnviewer.training.session import SessionConfig, TrainingSession
 from rnnviewer.ui.panels import Panel, UnitSelection
 from rnnviewer.ui.panels import _schedule
 from rnnviewer.ui.panels._chargrid import CharGrid
-from rnnviewer.ui.panels._perf import (Band, BandLevel, Dots, FastImageItem, LevelGate, Rule,
-                                       nice_below, nice_ceil,
+from rnnviewer.ui.panels._perf import (Band, BandLevel, Dots, FastImageItem, GrowingSeries,
+                                       LevelGate, Rule, SeriesTrace, nice_below, nice_ceil,
                                        TextLine, TimeDots, Trace, ViewRange, _decimate,
                                        cache_axes, set_ticks)
 from rnnviewer.ui.panels._wg_common import colormap
@@ -114,6 +114,68 @@ def test_decimation_keeps_the_peaks():
     xd, yd = _decimate(x, y, 400)
     assert len(xd) <= 420 and yd.max() == 5.0 and yd.min() == -7.0
     assert np.all(np.diff(xd) > 0)                         # still in order
+
+
+def reference_extremes(y, per):
+    """Plain numpy: each whole bin's min and max rows, in order, then the rest of the rows."""
+    whole = len(y) // per * per
+    idx = []
+    for b in range(0, whole, per):
+        seg = np.where(np.isnan(y[b:b + per]), np.inf, y[b:b + per])
+        lo = b + int(np.argmin(seg))
+        seg = np.where(np.isnan(y[b:b + per]), -np.inf, y[b:b + per])
+        hi = b + int(np.argmax(seg))
+        idx += [min(lo, hi), max(lo, hi)]
+    return np.array(idx + list(range(whole, len(y))), dtype=int)
+
+
+def test_growing_series_decimates_from_the_new_rows_alone():
+    rng = np.random.default_rng(3)
+    n = 20_000
+    x = np.arange(1.0, n + 1)
+    y = rng.standard_normal(n).cumsum()
+    y[[777, 15_000]] = [1e3, -1e3]                         # peaks that must survive
+    y[[5, 6, 9000]] = np.nan
+    s = GrowingSeries(max_points=500)
+    fed = 0
+    while fed < n:                                         # as frames would: uneven chunks
+        fed = min(n, fed + int(rng.integers(1, 900)))
+        s.feed(x[:fed], y[:fed])
+        px, py = s.points()
+        assert len(px) <= 500 + s.per and np.all(np.diff(px) > 0)
+        ref = reference_extremes(y[:fed], s.per)
+        np.testing.assert_array_equal(px, x[:fed][ref])
+        np.testing.assert_array_equal(py, y[:fed][ref])
+    assert py.max() == 1e3 and py.min() == -1e3
+    assert s.bounds() == (np.nanmin(y), np.nanmax(y))
+    np.testing.assert_array_equal(s.y, y)                   # all of it, for getData
+    # rows already seen are not read again: a frame's cost does not grow with the run
+    x2, y2 = np.arange(1.0, n + 41), np.r_[y, rng.standard_normal(40)]
+    poisoned = y2.copy()
+    poisoned[:n] = 99.0
+    s.feed(x2, poisoned)
+    ref = reference_extremes(y2, s.per)
+    np.testing.assert_array_equal(s.points()[1], y2[ref])
+    # a new run (shorter, or another first step) starts over
+    s.feed(x[:3], y[:3] * 2)
+    np.testing.assert_array_equal(s.points()[1], y[:3] * 2)
+    s.feed(x[5:50] + 1000, y[5:50])
+    assert s.points()[0][0] == 1006.0
+
+
+def test_growing_series_transform_and_series_trace(qtbot):
+    vals = np.array([10.0, 0.0, 100.0, -1.0, 1000.0])
+    s = GrowingSeries(max_points=100, transform=np.log10)
+    s.feed(np.arange(5.0), vals)
+    np.testing.assert_array_equal(s.points()[1][[0, 2, 4]], [1.0, 2.0, 3.0])
+    assert s.bounds() == (1.0, 3.0)                       # -inf and nan are left out
+    t = SeriesTrace(pg.mkPen("b"), max_points=100)
+    t.set_series(np.arange(3.0), [1.0, 2.0, 3.0])
+    t.set_series(np.arange(4.0), [1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_array_equal(t.getData()[1], [1, 2, 3, 4])
+    assert t.path().elementCount() == 4
+    t.setData([5.0, 6.0])                                  # as Trace: starts over
+    np.testing.assert_array_equal(t.getData()[0], [0, 1])
 
 
 def test_fast_image_item_renders_like_pyqtgraph(qtbot):

@@ -434,3 +434,15 @@ def test_exports_write_files(qtbot, runs, tmp_path, cls):
         assert path.exists() and path.stat().st_size > 100, name
     with np.load(tmp_path / "d.npz", allow_pickle=False) as z:
         assert len(z.files) >= 1 and all(z[k].size for k in z.files)
+
+
+def test_spectrum_track_stays_bounded_over_a_long_run():
+    from rnnviewer.ui.panels.spectrum import MAX_TRACK, GateTrack
+    track = GateTrack()
+    for step in range(1, 3 * MAX_TRACK):
+        track.add(step, np.zeros(2), 0.5 + step * 1e-4, 1.0)
+    assert len(track.steps) <= MAX_TRACK and track.steps[0] == 1
+    assert np.all(np.diff(track.steps) > 0)                 # thinned, still in order
+    assert len(track.rho) == len(track.sigma) == len(track.steps)
+    assert track.last[0] == 3 * MAX_TRACK - 1
+

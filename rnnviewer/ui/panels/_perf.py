@@ -246,6 +246,149 @@ class Trace(QGraphicsPathItem):
         return (float(np.nanmin(d)), float(np.nanmax(d)))
 
 
+class _Growable:
+    """A 1-D float64 (or int) array that is appended to; `a` is the filled part."""
+
+    def __init__(self, dtype=np.float64):
+        self._buf = np.empty(1024, dtype)
+        self.n = 0
+
+    @property
+    def a(self):
+        return self._buf[:self.n]
+
+    def extend(self, values):
+        k = len(values)
+        if self.n + k > len(self._buf):
+            new = np.empty(max(2 * len(self._buf), self.n + k), self._buf.dtype)
+            new[:self.n] = self._buf[:self.n]
+            self._buf = new
+        self._buf[self.n:self.n + k] = values
+        self.n += k
+
+
+class GrowingSeries:
+    """Min/max decimation of an append-only series (a training history), kept up to date
+    from the new rows alone: a frame costs what the new steps cost, not the whole run
+    (decimating 100,000 steps of three curves afresh took 7 ms a frame, 1,000,000 took 63).
+
+    `feed(x, y)` takes the whole series so far; rows it has seen are not read again (a
+    shorter series, or one with another first x, starts over: a new run). `transform`
+    maps new y values (log10 for a log axis). `points()`: (x, y) decimated to about
+    `max_points`, each bin of `per` rows giving its min and max in their order (peaks
+    survive, as pyqtgraph's "peak" mode), the rows after the last whole bin as they are;
+    `per` doubles as the series grows (so each row is binned O(log n) times in all).
+    `bounds()`: (lo, hi) of the finite transformed y, or None. `x`, `y`: all of it.
+    """
+
+    def __init__(self, max_points, transform=None):
+        self.max_points = max(4, int(max_points))
+        self.transform = transform
+        self.reset()
+
+    def reset(self):
+        self._x, self._y = _Growable(), _Growable()
+        self._idx = _Growable(np.intp)     # rows kept by the whole bins, in order
+        self.per = 1                       # rows per bin
+        self._binned = 0                   # rows in whole bins
+        self._lo, self._hi = math.inf, -math.inf
+
+    @property
+    def x(self):
+        return self._x.a
+
+    @property
+    def y(self):
+        return self._y.a
+
+    def feed(self, x, y):
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        n, seen = len(y), self._y.n
+        if n < seen or (seen and n and x[0] != self._x.a[0]):
+            self.reset()
+            seen = 0
+        if n > seen:
+            new = y[seen:]
+            if self.transform is not None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    new = self.transform(new)
+            self._x.extend(x[seen:n])
+            self._y.extend(new)
+            fin = new[np.isfinite(new)]
+            if fin.size:
+                self._lo = min(self._lo, float(fin.min()))
+                self._hi = max(self._hi, float(fin.max()))
+            self._bin()
+
+    def _bin(self):
+        n, bins = self._y.n, max(2, self.max_points // 2)
+        if n // self.per > bins:                        # too many bins: coarser, from scratch
+            while n // self.per > bins:
+                self.per *= 2
+            self._idx, self._binned = _Growable(np.intp), 0
+        whole = (n // self.per) * self.per
+        if whole > self._binned:
+            self._idx.extend(_bin_extremes(self._y.a[self._binned:whole], self.per) + self._binned)
+            self._binned = whole
+
+    def points(self):
+        if self.per == 1:
+            return self.x, self.y
+        idx = self._idx.a
+        tail = slice(self._binned, self._y.n)
+        return (np.concatenate([self.x[idx], self.x[tail]]),
+                np.concatenate([self.y[idx], self.y[tail]]))
+
+    def bounds(self):
+        return (self._lo, self._hi) if self._lo <= self._hi else None
+
+
+def _bin_extremes(y, per):
+    """Row indices of each `per`-row bin's min and max of y, in their order (2 a bin)."""
+    yb = y.reshape(-1, per)
+    with np.errstate(invalid="ignore"):
+        lo = np.argmin(np.where(np.isnan(yb), np.inf, yb), axis=1)
+        hi = np.argmax(np.where(np.isnan(yb), -np.inf, yb), axis=1)
+    base = np.arange(len(yb)) * per
+    idx = np.empty(2 * len(yb), dtype=np.intp)
+    idx[0::2] = base + np.minimum(lo, hi)
+    idx[1::2] = base + np.maximum(lo, hi)
+    return idx
+
+
+class SeriesTrace(Trace):
+    """A Trace of an append-only series (GrowingSeries): `set_series(x, y)` with the whole
+    series each frame reads only its new rows. getData() gives all of it, transformed."""
+
+    def __init__(self, pen=None, max_points=4000, transform=None, z=None):
+        super().__init__(pen, z=z)
+        self.series = GrowingSeries(max_points, transform)
+
+    def set_transform(self, transform):
+        """A new transform (say log10 on or off): the next set_series starts over."""
+        self.series = GrowingSeries(self.series.max_points, transform)
+
+    def set_series(self, x, y):
+        self.series.feed(x, y)
+        self._x, self._y = self.series.x, self.series.y
+        px, py = self.series.points()
+        if not len(py):
+            self.setPath(QPainterPath())
+        elif np.isfinite(px).all() and np.isfinite(py).all():
+            self.setPath(pg.arrayToQPath(px, py, connect="all", finiteCheck=False))
+        else:
+            self.setPath(pg.arrayToQPath(px, py, connect="finite"))
+
+    def setData(self, x=None, y=None):
+        """Not an append: the series starts over with these values (as Trace.setData)."""
+        if y is None:
+            x, y = None, ([] if x is None else x)
+        y = np.asarray(y, dtype=np.float64).ravel()
+        self.series.reset()
+        self.set_series(np.arange(len(y), dtype=np.float64) if x is None else x, y)
+
+
 class WideTrace(Trace):
     """A Trace drawn without antialiasing: Qt strokes antialiased lines wider than 1 px
     about 20x slower (measured 23 ms against 1.1 ms for 50 points)."""

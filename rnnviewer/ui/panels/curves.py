@@ -6,11 +6,12 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel
 
 from rnnviewer.ui.panels import Panel, register_panel
-from rnnviewer.ui.panels._perf import Dots, TextLine, Trace, ViewRange, set_ticks
+from rnnviewer.ui.panels._perf import Dots, SeriesTrace, TextLine, ViewRange, set_ticks
 from rnnviewer.ui.style import COLORS, PENS, log_ticks, style_plot
 
 PX_PER_TICK = 26           # log axes: at most one tick label per this many pixels
 MAX_POINTS = 4000          # longer histories are drawn min/max-decimated (peaks kept)
+MAX_DOTS = 300             # validation points get a dot each while there are no more
 
 
 @register_panel
@@ -53,13 +54,15 @@ class CurvesPanel(Panel):
         style_plot(self.lr_plot, left="learning rate", bottom="step")
         for p in (self.norm_plot, self.lr_plot):
             p.setXLink(self.loss_plot)
-        # Plain Qt path items (_perf.Trace), min/max-decimated when long: cheap frames.
-        # In log mode they get log10 of the values (the axes show 10^y).
-        self.train_curve = Trace(PENS["train"], max_points=MAX_POINTS)
-        self.val_curve = Trace(PENS["val"], max_points=MAX_POINTS)
+        # Plain Qt path items of the growing histories (_perf.SeriesTrace): each frame
+        # reads the new steps only and draws them min/max-decimated, so a frame costs the
+        # same at step 1,000,000 as at step 1,000. In log mode they hold log10 of the
+        # values (the axes show 10^y).
+        self.train_curve = SeriesTrace(PENS["train"], max_points=MAX_POINTS)
+        self.val_curve = SeriesTrace(PENS["val"], max_points=MAX_POINTS)
         self.val_dots = Dots(PENS["val"].color(), size=5)
-        self.norm_curve = Trace(PENS["norm"], max_points=MAX_POINTS)
-        self.lr_curve = Trace(PENS["lr"], max_points=MAX_POINTS)
+        self.norm_curve = SeriesTrace(PENS["norm"], max_points=MAX_POINTS)
+        self.lr_curve = SeriesTrace(PENS["lr"], max_points=MAX_POINTS)
         for plot, item in ((self.loss_plot, self.train_curve), (self.loss_plot, self.val_curve),
                            (self.loss_plot, self.val_dots), (self.norm_plot, self.norm_curve),
                            (self.lr_plot, self.lr_curve)):
@@ -85,6 +88,8 @@ class CurvesPanel(Panel):
         self._apply_log(on)
 
     def _apply_log(self, on):
+        for c in (self.train_curve, self.val_curve, self.norm_curve):
+            c.set_transform(_log10_positive if on else None)
         for p in (self.loss_plot, self.norm_plot):
             p.setLogMode(x=False, y=on)
             self.y_ranges[p].log = on
@@ -114,13 +119,14 @@ class CurvesPanel(Panel):
 
     def _fit(self, snap):
         """Move the ranges if the data left them (or shrank well inside)."""
-        h = snap.history
-        step = h["step"]
+        step = snap.history["step"]
         if len(step):
             self.x_range.fit(float(step[0]), float(step[-1]))
-        for plot, arrays in ((self.loss_plot, (h["train_loss"], h["val_loss"])),
-                             (self.norm_plot, (h["grad_norm"],))):
-            if self.y_ranges[plot].fit_data(*arrays):
+        for plot, curves in ((self.loss_plot, (self.train_curve, self.val_curve)),
+                             (self.norm_plot, (self.norm_curve,))):
+            bounds = [b for b in (c.series.bounds() for c in curves) if b is not None]
+            if bounds and self.y_ranges[plot].fit(min(b[0] for b in bounds),
+                                                  max(b[1] for b in bounds)):
                 self._log_ticks(plot)
 
     def on_reset(self):
@@ -134,13 +140,16 @@ class CurvesPanel(Panel):
     def redraw(self, snap):
         h = snap.history
         step = h["step"]
-        y = self._log if self.log_box.isChecked() else _finite
-        self.train_curve.setData(step, y(h["train_loss"]))
-        val = y(h["val_loss"])
-        self.val_curve.setData(h["val_step"], val)
-        self.val_dots.setData(h["val_step"], val)
-        self.norm_curve.setData(step, y(h["grad_norm"]))
-        self.lr_curve.setData(step, h["lr"])
+        self.train_curve.set_series(step, h["train_loss"])
+        self.val_curve.set_series(h["val_step"], h["val_loss"])
+        vx, vy = self.val_curve.getData()
+        dots = self.val_dots.getData()[0]
+        if len(vx) <= MAX_DOTS:        # more would be a thick line of dots, and costly
+            self.val_dots.setData(vx, vy)
+        elif dots is not None and len(dots):
+            self.val_dots.setData([], [])
+        self.norm_curve.set_series(step, h["grad_norm"])
+        self.lr_curve.set_series(step, h["lr"])
         if len(step):
             top = float(np.max(h["lr"])) * 1.15
             if top != self._lr_top and np.isfinite(top) and top > 0:
@@ -153,12 +162,6 @@ class CurvesPanel(Panel):
         if np.isfinite(snap.grad_norm):
             parts.append(f"|g| {snap.grad_norm:.3g}")
         self.info.setText("   ".join(parts))
-
-    @staticmethod
-    def _log(a):
-        """log10 of the positive values (the view's coordinates in log mode); NaN gaps."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log10(_positive(a))
 
     def data_arrays(self):
         snap = self.drawn or self.snapshot
@@ -179,5 +182,6 @@ def _positive(a):
     return np.where(a > 0, a, np.nan)
 
 
-def _finite(a):
-    return np.asarray(a, dtype=np.float64)
+def _log10_positive(a):
+    """log10 of the positive values (the view's coordinates in log mode); NaN gaps."""
+    return np.log10(_positive(a))

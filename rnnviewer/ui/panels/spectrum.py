@@ -33,6 +33,7 @@ def spectrum(W):
 
 
 OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
+MAX_TRACK = 4000            # points of the rho / sigma curves kept; older ones thinned out
 
 
 class GateTrack:
@@ -53,6 +54,9 @@ class GateTrack:
             self.steps.append(step)
             self.rho.append(rho)
             self.sigma.append(sigma)
+            if len(self.steps) > MAX_TRACK:     # a long run: keep every other one
+                self.steps, self.rho, self.sigma = \
+                    self.steps[::2], self.rho[::2], self.sigma[::2]
 
 
 @register_panel
