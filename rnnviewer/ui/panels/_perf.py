@@ -185,16 +185,7 @@ def _decimate(x, y, max_points):
     m = (n // per) * per
     if m < 2 * per:
         return x, y
-    yb = y[:m].reshape(-1, per)
-    with np.errstate(invalid="ignore"):
-        lo = np.nanargmin(np.where(np.isnan(yb), np.inf, yb), axis=1)
-        hi = np.nanargmax(np.where(np.isnan(yb), -np.inf, yb), axis=1)
-    first = np.minimum(lo, hi)
-    second = np.maximum(lo, hi)
-    base = np.arange(len(yb)) * per
-    idx = np.empty(2 * len(yb), dtype=np.intp)
-    idx[0::2] = base + first
-    idx[1::2] = base + second
+    idx = _bin_extremes(y[:m], per)
     if m < n:
         idx = np.concatenate([idx, np.arange(m, n)])
     return x[idx], y[idx]
