@@ -178,6 +178,44 @@ def test_growing_series_transform_and_series_trace(qtbot):
     np.testing.assert_array_equal(t.getData()[0], [0, 1])
 
 
+def test_curves_panel_follows_a_growing_history(qtbot):
+    """The curves read each new step once: long runs, a learning rate raised live (the
+    lr axis follows the running maximum), log scale toggled (the series start over)."""
+    import dataclasses
+
+    from rnnviewer.training.snapshot import History, frozen_map
+    from rnnviewer.ui.panels.curves import MAX_DOTS, CurvesPanel
+    base = TrainingSession(SessionConfig(task="sine", hidden=4, batch=2, seq_len=6,
+                                         probe_size=1)).snapshot()
+    panel = CurvesPanel(UnitSelection())
+    qtbot.addWidget(panel)
+    panel.show()
+    h = History()
+
+    def frame(serial, steps, lr):
+        for _ in range(steps):
+            n = len(h) + 1
+            h.append(n, 1.0 / n, 2.0, lr)
+            if n % 10 == 0:
+                h.append_val(n, 2.0 / n)
+        panel.update_snapshot(dataclasses.replace(base, run_id=7, serial=serial, step=len(h),
+                                                  history=frozen_map(h.arrays(), copy=False)))
+        panel.redraw_now()
+    frame(1, 50, 0.01)
+    assert panel.lr_plot.getViewBox().viewRange()[1][1] == pytest.approx(0.0115)
+    frame(2, 20_000, 0.02)                                 # a long run, lr raised
+    assert panel.lr_plot.getViewBox().viewRange()[1][1] == pytest.approx(0.023)
+    xs, ys = panel.train_curve.getData()
+    assert len(xs) == 20_050
+    np.testing.assert_allclose(ys, np.log10(1.0 / np.arange(1, 20_051)))   # log scale
+    assert len(panel.train_curve.series.points()[0]) <= 4000 + panel.train_curve.series.per
+    assert len(panel.val_dots.getData()[0]) == 0 and len(h.arrays()["val_step"]) > MAX_DOTS
+    lo, hi = panel.loss_plot.getViewBox().viewRange()[1]
+    assert lo <= np.log10(1.0 / 20_050) and hi >= 0.0     # the whole loss in view
+    panel.log_box.setChecked(False)                        # linear: the series start over
+    np.testing.assert_allclose(panel.train_curve.getData()[1], 1.0 / np.arange(1, 20_051))
+
+
 def test_fast_image_item_renders_like_pyqtgraph(qtbot):
     rng = np.random.default_rng(0)
     img = rng.standard_normal((20, 30)).astype(np.float32)

@@ -150,8 +150,9 @@ class CurvesPanel(Panel):
             self.val_dots.setData([], [])
         self.norm_curve.set_series(step, h["grad_norm"])
         self.lr_curve.set_series(step, h["lr"])
-        if len(step):
-            top = float(np.max(h["lr"])) * 1.15
+        lr = self.lr_curve.series.bounds()            # running (lo, hi): not O(steps)
+        if lr is not None:
+            top = lr[1] * 1.15
             if top != self._lr_top and np.isfinite(top) and top > 0:
                 self._lr_top = top
                 self.lr_plot.setYRange(0.0, top, padding=0)
