@@ -164,8 +164,8 @@ def test_loading_an_example_asks_before_discarding_a_trained_run(window, qtbot, 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_example_renders_in_window(window, qtbot, name):
-    from rnnviewer.ui.examples_menu import finish_panel_jobs, note_html
-    from rnnviewer.ui.runner import wait_until
+    from rnnviewer.ui.examples_menu import note_html
+    from rnnviewer.ui.runner import run_panel_jobs, wait_until
     ex = small(BY_NAME[name])
     assert window.examples.load(ex)
     assert window.controls.config() == ex.session_config()
@@ -181,7 +181,7 @@ def test_example_renders_in_window(window, qtbot, name):
     # the most important panel is on top; every panel of the example is shown
     qtbot.wait(50)
     assert window.panels[ex.panels[0]].is_shown()
-    assert finish_panel_jobs(window, ex, timeout=120)
+    assert run_panel_jobs(window, ex.panels, timeout=120)
     for pname in ex.panels:
         dock, panel = window.docks[pname], window.panels[pname]
         assert not dock.isHidden()

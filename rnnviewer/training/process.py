@@ -77,15 +77,14 @@ class Outbox:
         self._thread.start()
 
     def put(self, event, *args):
-        sent = None
-        if event == "snapshot_ready" and isinstance(args[0], Snapshot):
+        snapshot, sent = event == "snapshot_ready", None
+        if snapshot and isinstance(args[0], Snapshot):
             snap = args[0]
             with self._ready:
                 run_id, counts = self._history_sent
             args = (with_history_tail(snap, counts if run_id == snap.run_id else (0, 0)),)
             sent = (snap.run_id, history_counts(snap.history))
         data = self._dumps((event, args))
-        snapshot = event == "snapshot_ready"
         with self._ready:
             if snapshot and self._items and self._items[-1][0] is not False:
                 self._items.pop()             # superseded before it was sent

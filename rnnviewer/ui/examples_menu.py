@@ -147,13 +147,6 @@ class ExamplesController(QObject):
             w._on_start_triggered()
 
 
-def finish_panel_jobs(window, example, timeout=300):
-    """Rerun the example's panels that compute in a job of their own (activation
-    maximization, fixed points) on the newest snapshot and wait for them; True if done."""
-    from rnnviewer.ui.runner import run_panel_jobs
-    return run_panel_jobs(window, example.panels, timeout)
-
-
 def run_screenshot(args, overrides, example, fast_exit=False):
     """`rnnviewer --screenshot PNG --example NAME`: the example's settings (command-line
     flags override them), its panels raised, `args.steps` steps, then the pictures."""

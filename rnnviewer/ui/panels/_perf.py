@@ -363,13 +363,7 @@ class SeriesTrace(Trace):
     def set_series(self, x, y):
         self.series.feed(x, y)
         self._x, self._y = self.series.x, self.series.y
-        px, py = self.series.points()
-        if not len(py):
-            self.setPath(QPainterPath())
-        elif np.isfinite(px).all() and np.isfinite(py).all():
-            self.setPath(pg.arrayToQPath(px, py, connect="all", finiteCheck=False))
-        else:
-            self.setPath(pg.arrayToQPath(px, py, connect="finite"))
+        self.setPath(self._path(*self.series.points()))     # already decimated
 
     def setData(self, x=None, y=None):
         """Not an append: the series starts over with these values (as Trace.setData)."""

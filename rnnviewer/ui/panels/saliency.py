@@ -344,9 +344,8 @@ class SaliencyPanel(Panel):
             brushes = [pg.mkBrush(*c) for c in self.cmap.map(u, mode="byte")]
             self.bars.setOpts(x=np.arange(T) + 0.5, height=per_step, width=0.85,
                               brushes=brushes, pen=pg.mkPen("#808080", width=0.5))
-            h = per_step[np.isfinite(per_step)]
-            self.input_y.fit(min(0.0, float(h.min(initial=0.0))),
-                             max(0.0, float(h.max(initial=0.0))))
+            h = per_step[np.isfinite(per_step)]          # the range keeps 0 (the bars' base)
+            self.input_y.fit(float(h.min(initial=0.0)), float(h.max(initial=0.0)))
         self.info.setText(self._describe(snap, res))
 
     # ------------------------------------------------------------ text

@@ -509,11 +509,16 @@ class StateSpacePanel(Panel):
             self.unit_text.setText(text)
         self.unit_text.setPos(dx, dy)
 
+    def _drawn_coords(self):
+        """(P or 1, T, 2) view coordinates of the trajectories drawn (all sequences, or
+        the chosen one)."""
+        return self._coords if self.all_box.isChecked() else self._coords[self._seq][None]
+
     def _reach(self):
         """How far the drawn states lie from the pool mean (the origin), at most."""
         if self._coords is None:
             return 0.0
-        c = self._coords if self.all_box.isChecked() else self._coords[self._seq][None]
+        c = self._drawn_coords()
         r = np.hypot(c[..., 0], c[..., 1])
         r = r[np.isfinite(r)]
         return float(r.max()) if r.size else 0.0
@@ -522,8 +527,7 @@ class StateSpacePanel(Panel):
         """Follow the data: grow the range at once, shrink only when data use < 45% of it."""
         if self._coords is None or not (self._auto or force):
             return
-        c = self._coords if self.all_box.isChecked() else self._coords[self._seq][None]
-        xy = c.reshape(-1, 2)
+        xy = self._drawn_coords().reshape(-1, 2)
         extra = [ov["scatter"].getData() for ov in self._overlays.values()]
         xs = np.concatenate([xy[:, 0]] + [np.asarray(e[0], float) for e in extra])
         ys = np.concatenate([xy[:, 1]] + [np.asarray(e[1], float) for e in extra])
