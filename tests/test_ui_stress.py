@@ -127,7 +127,13 @@ def test_two_hundred_random_operations(qtbot, tmp_path, monkeypatch, qt_messages
     d = Driver(qtbot, tmp_path, rng, shown)
     d.open()
     d.run(N_OPS)
-    # the last window still trains after all that
+    # the last window still trains after all that. First let the operations still in
+    # flight land (an open or a reset brings a new run, from its own step, after the
+    # window's newest snapshot): commands run in order and their events arrive in order,
+    # so once a save posted now is reported, the window shows the current run
+    final = tmp_path / "final.npz"
+    d.win.save_session(str(final))
+    qtbot.waitUntil(lambda: d.win.current_path == str(final) or bool(shown), timeout=WAIT)
     d.win.worker.step(2)
     step = d.win.snapshot.step
     qtbot.waitUntil(lambda: d.win.snapshot.step >= step + 2 or bool(shown), timeout=WAIT)
