@@ -11,7 +11,8 @@ from rnnviewer.engine import Model
 from rnnviewer.training.session import SessionConfig, TrainingSession, build_task
 from rnnviewer.ui.panels import PANEL_ERRORS, UnitSelection, registered_panels
 from rnnviewer.ui.panels._perf import nice_below
-from rnnviewer.ui.panels._wg_common import (SteadyLevel, StepRing, Throttle, gate_blocks,
+from rnnviewer.ui.panels._wg_common import (RunRecord, SteadyLevel, StepRing, Throttle,
+                                            gate_blocks,
                                             robust_absmax, step_grid)
 from rnnviewer.ui.panels.histograms import (FINE, HistogramsPanel, fine_histograms,
                                             fine_log_histograms, rebin)
@@ -301,9 +302,31 @@ def test_spectrum_tracks_the_run_while_off_screen(qtbot, runs):
 
 
 def test_spectrum_off_screen_is_rare():
+    """Off screen: at most 1/50 of the GUI thread, every 0.25 s early in a run and no more
+    than every OFF_SCREEN_EVERY (>= 1 s) once the run is a few minutes old."""
     panel = SpectrumPanel(UnitSelection(), lazy=True)
     th = panel.off_screen
     assert th.min_interval >= 1.0 and th.ratio >= 50
+    assert th.floor() == 0.25                                     # no record made yet
+    th.run(lambda: None)
+    now = th.first_start
+    assert th.floor(now + 1.0) == 0.25
+    assert th.floor(now + 60.0) == pytest.approx(1.2)
+    assert th.floor(now + 600.0) == th.min_interval
+    th.reset()
+    assert th.floor() == 0.25                                     # a new run starts dense
+
+
+def test_throttle_ramp_is_measured_from_the_first_run():
+    th = Throttle(min_interval=1.0, ratio=0.0, ramp=(0.25, 100.0))
+    assert th.due() and th.interval() == 0.25
+    th.run(lambda: None)
+    t0 = th.first_start
+    assert not th.due(t0 + 0.2) and th.due(t0 + 0.26)
+    assert th.interval(t0 + 50.0) == pytest.approx(0.5)
+    th.run(lambda: None)
+    assert th.first_start == t0                                   # later runs keep it
+    assert Throttle(min_interval=1.0).floor() == 1.0              # no ramp: constant
 
 
 def test_spectrum_is_throttled_and_catches_up(qtbot, runs):
@@ -404,6 +427,52 @@ def test_histograms_record_while_off_screen(qtbot, runs):
     panel.hide()
     panel.update_snapshot(new_run)
     assert list(panel.store.get("W_hh", "params")[0]) == [new_run.step]
+
+
+def test_run_record_keeps_the_whole_run_thinned_evenly():
+    """Against a plain list of every (step, row) appended: the first and the newest rows
+    are always kept, the kept rows are a subsequence of the appended ones with their own
+    rows, at least `every` steps apart, and the gaps double when the record thins."""
+    cap = 16
+    rec = RunRecord(capacity=cap)
+    rng = np.random.default_rng(0)
+    step, appended = 3, {}
+    for k in range(5000):
+        step += int(rng.integers(0, 4)) if k else 0     # 0: the same step again
+        row = [step, k]
+        appended[step] = row                            # a repeated step replaces its row
+        rec.append(step, row)
+        steps, rows = rec.ordered()
+        assert 1 <= len(steps) <= cap
+        assert steps[0] == 3 and steps[-1] == step
+        assert np.all(np.diff(steps) > 0)
+        settled = steps[:-1]
+        if len(settled) > 1:
+            assert np.diff(settled).min() >= rec.every
+    np.testing.assert_array_equal(rows, np.array([appended[s] for s in steps], np.float32))
+    assert rec.every >= 2 ** 8 and len(steps) >= cap // 2     # ~7500 steps in <= 16 rows
+    gaps = np.diff(steps[:-1])
+    assert gaps.max() <= 2 * rec.every + 3                    # even: no hole in the run
+    rec.clear()
+    rec.append(7, [1.0, 2.0])
+    assert rec.every == 1 and rec.ordered()[0].tolist() == [7]
+    with pytest.raises(ValueError):
+        RunRecord(capacity=2)
+
+
+def test_histograms_keep_the_start_of_a_long_run(qtbot, runs):
+    """More records than the store holds: the strips still begin at the run's first step."""
+    snaps = runs["rnn"]
+    panel = show(qtbot, HistogramsPanel)
+    panel.store.capacity = 4
+    panel.store.clear()
+    panel.throttle.ratio = panel.throttle.min_interval = 0
+    first = snaps[0]
+    later = [dataclasses.replace(snaps[-1], step=first.step + 10 * (i + 1), serial=1000 + i)
+             for i in range(12)]
+    feed(panel, [first] + later)
+    steps = list(panel.strips["params"].steps)
+    assert steps[0] == first.step and steps[-1] == later[-1].step and len(steps) <= 4
 
 
 def test_step_ring_and_grid():

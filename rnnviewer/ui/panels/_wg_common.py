@@ -98,28 +98,46 @@ class SteadyRange:
 class Throttle:
     """Runs an expensive computation at most every max(min_interval, ratio * cost) seconds
     (never less often than every max_interval), where cost is a running average of its
-    duration: it takes at most about 1/ratio of the GUI thread's time."""
+    duration: it takes at most about 1/ratio of the GUI thread's time.
 
-    def __init__(self, min_interval=0.0, ratio=8.0, max_interval=3.0):
+    With `ramp=(start, per)` the minimum interval starts at `start` s after a reset and
+    grows by 1 s per `per` s until it reaches min_interval: a record of the run (made while
+    its panel is off screen) is dense where training changes fastest, at the start."""
+
+    def __init__(self, min_interval=0.0, ratio=8.0, max_interval=3.0, ramp=None):
         self.min_interval, self.ratio, self.max_interval = min_interval, ratio, max_interval
+        self.ramp = ramp
         self.last_start = -np.inf
+        self.first_start = None    # first run since the last reset (ramp)
         self.cost = 0.0            # running average, seconds
         self.last_cost = 0.0       # duration of the last run, seconds
         self.runs = 0
 
     def reset(self):
         self.last_start = -np.inf
+        self.first_start = None
 
-    def interval(self):
-        return min(self.max_interval, max(self.min_interval, self.ratio * self.cost))
+    def floor(self, now=None):
+        """The minimum interval now (min_interval, or less early in a ramp)."""
+        if self.ramp is None:
+            return self.min_interval
+        start, per = self.ramp
+        age = 0.0 if self.first_start is None else \
+            (time.monotonic() if now is None else now) - self.first_start
+        return min(self.min_interval, max(start, age / per))
+
+    def interval(self, now=None):
+        return min(self.max_interval, max(self.floor(now), self.ratio * self.cost))
 
     def due(self, now=None):
         now = time.monotonic() if now is None else now
-        return now - self.last_start >= self.interval()
+        return now - self.last_start >= self.interval(now)
 
     def run(self, fn, *args):
         t0 = time.monotonic()
         self.last_start = t0
+        if self.first_start is None:
+            self.first_start = t0
         try:
             return fn(*args)
         finally:
@@ -257,6 +275,71 @@ class StepRing:
         """step_grid of the stored rows (oldest first)."""
         steps, rows = self.ordered()
         return step_grid(steps, rows, columns or self.capacity)
+
+
+class RunRecord:
+    """Rows recorded over a whole training run in bounded memory (TensorBoard's histogram
+    view keeps the whole run too): kept rows are at least `every` steps apart, and the
+    newest row is always the last one. When `capacity` rows are held, every other kept
+    row goes (the first stays) and `every` doubles, so the record thins evenly as the
+    run grows instead of forgetting its beginning. `ordered()` gives (steps, rows)."""
+
+    def __init__(self, capacity=512):
+        if capacity < 3:
+            raise ValueError("a RunRecord needs room for at least 3 rows")
+        self.capacity = capacity
+        self.clear()
+
+    def clear(self):
+        self.steps = np.zeros(0, np.int64)
+        self.rows = None          # (capacity, m) storage, rows [0, n) in use
+        self.n = 0
+        self.every = 1            # steps between kept rows
+
+    def append(self, step, row):
+        row = np.asarray(row, np.float32)
+        if self.rows is None or self.rows.shape[1] != row.size:
+            self.rows = np.zeros((self.capacity, row.size), np.float32)
+            self.steps = np.zeros(self.capacity, np.int64)
+            self.n = 0
+        n = self.n
+        if n and step <= self.steps[n - 1]:
+            i = n - 1                                        # same step again: replace
+        elif self._tail_open():
+            i = n - 1              # the newest row was too close to the one before: move it
+        else:
+            if n == self.capacity:
+                self._thin()
+            if self._tail_open():  # thinned: the newest is too close to its new neighbour
+                i = self.n - 1
+            else:
+                i = self.n
+                self.n += 1
+        self.rows[i] = row
+        self.steps[i] = step
+
+    def _tail_open(self):
+        n = self.n
+        return n >= 2 and self.steps[n - 1] - self.steps[n - 2] < self.every
+
+    def _thin(self):
+        """Keep rows 0, 2, 4, ... of the n - 1 settled ones, then the newest; double every."""
+        n = self.n
+        keep = np.r_[np.arange(0, n - 1, 2), n - 1]
+        m = len(keep)
+        self.rows[:m] = self.rows[keep]
+        self.steps[:m] = self.steps[keep]
+        self.n = m
+        self.every *= 2
+
+    def last_step(self):
+        return int(self.steps[self.n - 1])
+
+    def ordered(self):
+        """(steps (n,), rows (n, m)) oldest first (copies)."""
+        if not self.n:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        return self.steps[:self.n].copy(), self.rows[:self.n].copy()
 
 
 def step_grid(steps, rows, columns):

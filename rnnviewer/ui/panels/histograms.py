@@ -18,7 +18,7 @@ from rnnviewer.engine.analysis import nice_limit
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
-from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, StepRing, Throttle,
+from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, RunRecord, Throttle,
                                             color_bar, colormap, fmt, step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
 
@@ -27,6 +27,7 @@ BINS = 81                  # display bins over [-R, R] (odd: one bin centred on 
 QUANTITIES = (("params", "weights"), ("grads", "gradients"))
 MATRIX_ORDER = ("W_xh", "W_hh", "W_hy", "b_xh", "b_hh", "b_y")
 OFF_SCREEN_EVERY = 1.0     # seconds between records while the panel is off screen
+OFF_SCREEN_RAMP = (0.25, 100.0)  # ... from 0.25 s, + 1 s per 100 s of the run (Throttle)
 TAIL = 0.002               # the display range leaves out at most 2 x this share
 
 
@@ -110,7 +111,8 @@ def rebin(rows, edges):
 
 
 class HistoryStore:
-    """Per (entry, quantity): a StepRing of fine histograms, entry = matrix or gate block."""
+    """Per (entry, quantity, scale): a RunRecord of fine histograms over the whole run,
+    entry = matrix or gate block."""
 
     def __init__(self, capacity=400):
         self.capacity = capacity
@@ -136,7 +138,7 @@ class HistoryStore:
                     for name, row in zip(names, fn(a, split)):
                         ring = self.rings.get((name, which, scale))
                         if ring is None:
-                            ring = self.rings[(name, which, scale)] = StepRing(self.capacity)
+                            ring = self.rings[(name, which, scale)] = RunRecord(self.capacity)
                         ring.append(snap.step, row)
 
     def get(self, name, which, scale="linear"):
@@ -220,19 +222,21 @@ class HistogramsPanel(Panel):
     object_name = "histograms"
     tooltip = ("Histograms of the weights and gradients of one matrix over training "
                "(step x value; colour: share of that step's fullest bin), and the newest "
-               "histogram on the right (grey: the first one kept).")
+               "histogram on the right (grey: the first one of the run). The strips cover the "
+               "whole run, thinned evenly as it grows.")
     default_area = Qt.DockWidgetArea.BottomDockWidgetArea
     tab_with = "weights"
 
     def __init__(self, *args, **kwargs):
-        # Recorded off screen too (a tab behind another, not built yet), every
-        # OFF_SCREEN_EVERY s at most and at most 1/50 of the GUI thread, so that the strips
-        # show the run so far when the panel comes to the front. Set first: an eager panel
-        # builds inside Panel.__init__.
+        # Recorded off screen too (a tab behind another, not built yet), at most 1/50 of
+        # the GUI thread: every 0.25 s at first, then less often as the run ages, up to
+        # OFF_SCREEN_EVERY s (OFF_SCREEN_RAMP), so that the strips show the whole run when
+        # the panel comes to the front. Set first: an eager panel builds inside
+        # Panel.__init__.
         self.store = HistoryStore()
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
         self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
-                                   max_interval=4 * OFF_SCREEN_EVERY)
+                                   max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
         self._recorded = None
         super().__init__(*args, **kwargs)
 

@@ -33,6 +33,7 @@ def spectrum(W):
 
 
 OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
+OFF_SCREEN_RAMP = (0.25, 50.0)  # ... from 0.25 s, + 1 s per 50 s of the run (Throttle)
 MAX_TRACK = 4000            # points of the rho / sigma curves kept; older ones thinned out
 
 
@@ -70,12 +71,13 @@ class SpectrumPanel(Panel):
 
     def __init__(self, *args, **kwargs):
         # The curves go on while the panel is off screen (a tab behind another, not built
-        # yet): one gate block every OFF_SCREEN_EVERY s at most, and at most 1/50 of the
-        # GUI thread, so that it shows the whole run when it comes to the front. Set
-        # first: an eager panel builds inside Panel.__init__.
+        # yet), at most 1/50 of the GUI thread: one gate block every 0.25 s at first, then
+        # less often as the run ages, up to OFF_SCREEN_EVERY s (OFF_SCREEN_RAMP), so that
+        # it shows the whole run when it comes to the front. Set first: an eager panel
+        # builds inside Panel.__init__.
         self.tracks = {}                # gate label -> GateTrack (kept without widgets)
         self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
-                                   max_interval=4 * OFF_SCREEN_EVERY)
+                                   max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
         self._off_rr = 0                # round robin over the gate blocks off screen
         super().__init__(*args, **kwargs)
 
