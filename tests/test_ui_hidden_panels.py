@@ -414,7 +414,7 @@ def test_gates_over_time_and_saturation_over_training(qtbot, runs, cell):
     np.testing.assert_allclose(panel.time_curves[names[0]].getData()[1],
                                last.probe.gates[names[0]][0, :, 5])
     panel.on_reset()
-    assert panel._history == {"step": []}
+    assert panel._history == {}
     assert len(panel.sat_curves[sigmoid[0]][0].getData()[0]) == 0
 
 

@@ -237,7 +237,7 @@ class Trace(QGraphicsPathItem):
         return (float(np.nanmin(d)), float(np.nanmax(d)))
 
 
-class _Growable:
+class GrowableArray:
     """A 1-D float64 (or int) array that is appended to; `a` is the filled part."""
 
     def __init__(self, dtype=np.float64):
@@ -278,8 +278,8 @@ class GrowingSeries:
         self.reset()
 
     def reset(self):
-        self._x, self._y = _Growable(), _Growable()
-        self._idx = _Growable(np.intp)     # rows kept by the whole bins, in order
+        self._x, self._y = GrowableArray(), GrowableArray()
+        self._idx = GrowableArray(np.intp)     # rows kept by the whole bins, in order
         self.per = 1                       # rows per bin
         self._binned = 0                   # rows in whole bins
         self._lo, self._hi = math.inf, -math.inf
@@ -317,7 +317,7 @@ class GrowingSeries:
         if n // self.per > bins:                        # too many bins: coarser, from scratch
             while n // self.per > bins:
                 self.per *= 2
-            self._idx, self._binned = _Growable(np.intp), 0
+            self._idx, self._binned = GrowableArray(np.intp), 0
         whole = (n // self.per) * self.per
         if whole > self._binned:
             self._idx.extend(_bin_extremes(self._y.a[self._binned:whole], self.per) + self._binned)

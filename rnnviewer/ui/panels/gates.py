@@ -11,14 +11,13 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
-from rnnviewer.ui.panels._perf import Trace, ViewRange, WideTrace
+from rnnviewer.ui.panels._perf import GrowableArray, SeriesTrace, ViewRange, WideTrace
 from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
                                          probe_labels, refresh, sequence_spin, set_spin_max,
                                          thinned_ticks, tick_metrics, widget_svg)
 from rnnviewer.ui.style import COLORS, style_plot
 
 LOW, HIGH = 0.1, 0.9
-MAX_HISTORY = 20_000       # saturation samples kept; older ones are thinned out
 
 NO_GATES = ("<b>An Elman RNN has no gates.</b><br><br>"
             "Its state is rewritten completely at every step, "
@@ -93,7 +92,7 @@ class GatesPanel(Panel):
         self.time_curves = {}        # gate -> PlotCurveItem
         self.sat_curves = {}         # gate -> (low curve, high curve)
         self.unit_points = {}        # gate -> ScatterPlotItem
-        self._history = {"step": []}
+        self._history = {}
         self._last_step = None
         self._labels = []
         self._ticks = None
@@ -154,22 +153,18 @@ class GatesPanel(Panel):
             return
         self._last_step = snap.step
         sat = gate_saturation(gates, LOW, HIGH, names=names, mask=snap.probe.mask)
-        h = self._history
-        if set(h) != {"step"} | {f"{g}_{w}" for g in names for w in ("low", "high")}:
-            h.clear()
-            h["step"] = []
-            for g in names:
-                h[f"{g}_low"], h[f"{g}_high"] = [], []
-        h["step"].append(snap.step)
+        h = self._history        # key -> GrowableArray, one entry per snapshot
+        row = {"step": snap.step}
         for g in names:
-            h[f"{g}_low"].append(sat[g].low)
-            h[f"{g}_high"].append(sat[g].high)
-        if len(h["step"]) > MAX_HISTORY:
-            for k in h:
-                h[k] = h[k][::2]
+            row[f"{g}_low"], row[f"{g}_high"] = sat[g].low, sat[g].high
+        if set(h) != set(row):
+            h.clear()
+            h.update((k, GrowableArray()) for k in row)
+        for k, v in row.items():
+            h[k].extend((v,))
 
     def on_reset(self):
-        self._history = {"step": []}
+        self._history = {}
         self._last_step = None
         self.sat_range.reset()
         for low, high in self.sat_curves.values():
@@ -206,8 +201,9 @@ class GatesPanel(Panel):
         sigmoid = SIGMOID_GATES.get(cell, ())
         for g in sigmoid:
             col = QColor(GATE_COLORS[g])
-            low = Trace(pg.mkPen(col, width=1, style=Qt.PenStyle.DashLine), max_points=4000)
-            high = Trace(pg.mkPen(col, width=1), max_points=4000)
+            # append-only series: a frame reads only the new samples (_perf.GrowingSeries)
+            low = SeriesTrace(pg.mkPen(col, width=1, style=Qt.PenStyle.DashLine))
+            high = SeriesTrace(pg.mkPen(col, width=1))
             self.sat_plot.addItem(low)
             self.sat_plot.addItem(high)
             self.sat_curves[g] = (low, high)
@@ -252,11 +248,11 @@ class GatesPanel(Panel):
         self._labels = probe_labels(snap, seq)
         self._update_ticks()
         h = self._history
-        steps = np.asarray(h["step"], dtype=np.float64)
+        steps = h["step"].a if h else np.zeros(0)
         for g, (low, high) in self.sat_curves.items():
             if f"{g}_low" in h:
-                low.setData(steps, np.asarray(h[f"{g}_low"]))
-                high.setData(steps, np.asarray(h[f"{g}_high"]))
+                low.set_series(steps, h[f"{g}_low"].a)
+                high.set_series(steps, h[f"{g}_high"].a)
         if len(steps):
             self.sat_range.fit(float(steps[0]), float(steps[-1]))
         sigmoid = tuple(self.sat_curves)
@@ -307,7 +303,7 @@ class GatesPanel(Panel):
             return {}
         out = {f"gate_{g}": np.asarray(v) for g, v in self._values.items()}   # (T,)
         for k, v in self._history.items():
-            out[f"saturation_{k}"] = np.asarray(v, dtype=np.float64)           # (n,)
+            out[f"saturation_{k}"] = v.a.copy()                                 # (n,)
         for g, s in self._per_unit.items():
             out[f"unit_{g}_low"] = s.low                                       # (H,)
             out[f"unit_{g}_high"] = s.high
