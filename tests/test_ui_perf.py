@@ -103,8 +103,58 @@ def test_trace_band_dots_rule_hold_their_data(qtbot):
     td = TimeDots(colormap("viridis"), bands=4)
     td.add_to(w.getPlotItem())
     td.setData(np.arange(8.0), np.zeros(8))
-    assert [it.path().elementCount() for it in td.items] == [4, 4, 4, 4]
-    assert len(td.getData()[0]) == 8
+    assert td.bands() == [0, 0, 1, 1, 2, 2, 3, 3]
+    y = np.zeros(8)
+    y[3] = np.nan                                          # not drawn; the others keep bands
+    td.setData(np.arange(8.0), y)
+    assert td.bands() == [0, 0, 1, 2, 2, 3, 3]
+    assert len(td.getData()[0]) == 8 and td.dataBounds(0) == (0.0, 7.0)
+
+
+@pytest.mark.parametrize("fragments", (True, False))
+def test_time_dots_draw_round_dots_in_time_colours(qtbot, tmp_path, fragments):
+    """Each point is stamped in its band's colour (the first in the colour map's start, the
+    last in its end), round at unequal axis scales; an SVG gets vector dots, no images.
+    With pyqtgraph's fragment array (one call a frame) and without (one call a point)."""
+    from PySide6.QtCore import QPointF, QRectF
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+    cmap = colormap("viridis")
+    w = plot_widget(qtbot)
+    w.setXRange(0, 10, padding=0)
+    w.setYRange(0, 1, padding=0)                           # y stretched 10x against x
+    td = TimeDots(cmap, size=9)
+    assert td._frags is not None                           # this pyqtgraph has the array
+    if not fragments:
+        td._frags = None
+    td.add_to(w.getPlotItem())
+    xs, ys = np.array([2.0, 5.0, 8.0]), np.array([0.3, 0.5, 0.7])
+    td.setData(xs, ys)
+    qtbot.wait(10)
+    img = w.grab().toImage()
+    vb = w.getPlotItem().getViewBox()
+    want = {0: cmap.map(0.5 / 64, mode="qcolor"), 2: cmap.map(63.5 / 64, mode="qcolor")}
+    for i, col in want.items():
+        c = w.mapFromScene(vb.mapViewToScene(QPointF(xs[i], ys[i])))
+        got = img.pixelColor(c.x(), c.y())
+        assert abs(got.red() - col.red()) + abs(got.green() - col.green()) + \
+            abs(got.blue() - col.blue()) < 30, (i, got.name(), col.name())
+        # as wide as high: 3 px out from the centre, both ways, still the dot's colour
+        for dx, dy in ((3, 0), (0, 3), (-3, 0), (0, -3)):
+            near = img.pixelColor(c.x() + dx, c.y() + dy)
+            assert abs(near.green() - col.green()) < 30, (i, dx, dy, near.name())
+        far = img.pixelColor(c.x() + 8, c.y())             # beyond the 9 px dot and rim
+        assert far.green() > 200 and far.red() > 200
+    path = tmp_path / "dots.svg"
+    gen = QSvgGenerator()
+    gen.setFileName(str(path))
+    gen.setSize(w.size())
+    gen.setViewBox(QRectF(0, 0, w.width(), w.height()))
+    painter = QPainter(gen)
+    w.scene().render(painter)
+    painter.end()
+    svg = path.read_text()
+    assert "<image" not in svg and svg.count(cmap.map(63.5 / 64, mode="qcolor").name()) >= 1
 
 
 def test_decimation_keeps_the_peaks():
