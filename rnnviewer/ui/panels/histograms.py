@@ -28,6 +28,8 @@ QUANTITIES = (("params", "weights"), ("grads", "gradients"))
 MATRIX_ORDER = ("W_xh", "W_hh", "W_hy", "b_xh", "b_hh", "b_y")
 OFF_SCREEN_EVERY = 1.0     # seconds between records while the panel is off screen
 OFF_SCREEN_RAMP = (0.25, 100.0)  # ... from 0.25 s, + 1 s per 100 s of the run (Throttle)
+OFF_SCREEN_RATIO = 100.0    # ... and at most 1/100 of the GUI thread (the panels' frames
+                           # share its budget: _schedule.py)
 TAIL = 0.002               # the display range leaves out at most 2 x this share
 
 
@@ -228,14 +230,14 @@ class HistogramsPanel(Panel):
     tab_with = "weights"
 
     def __init__(self, *args, **kwargs):
-        # Recorded off screen too (a tab behind another, not built yet), at most 1/50 of
+        # Recorded off screen too (a tab behind another, not built yet), at most 1/100 of
         # the GUI thread: every 0.25 s at first, then less often as the run ages, up to
         # OFF_SCREEN_EVERY s (OFF_SCREEN_RAMP), so that the strips show the whole run when
         # the panel comes to the front. Set first: an eager panel builds inside
         # Panel.__init__.
         self.store = HistoryStore()
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
-        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
+        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=OFF_SCREEN_RATIO,
                                    max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
         self._recorded = None
         super().__init__(*args, **kwargs)

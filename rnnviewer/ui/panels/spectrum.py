@@ -34,6 +34,8 @@ def spectrum(W):
 
 OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
 OFF_SCREEN_RAMP = (0.25, 50.0)  # ... from 0.25 s, + 1 s per 50 s of the run (Throttle)
+OFF_SCREEN_RATIO = 100.0    # ... and at most 1/100 of the GUI thread (the panels' frames
+                           # share its budget: _schedule.py)
 MAX_TRACK = 4000            # points of the rho / sigma curves kept; older ones thinned out
 
 
@@ -71,12 +73,12 @@ class SpectrumPanel(Panel):
 
     def __init__(self, *args, **kwargs):
         # The curves go on while the panel is off screen (a tab behind another, not built
-        # yet), at most 1/50 of the GUI thread: one gate block every 0.25 s at first, then
+        # yet), at most 1/100 of the GUI thread: one gate block every 0.25 s at first, then
         # less often as the run ages, up to OFF_SCREEN_EVERY s (OFF_SCREEN_RAMP), so that
         # it shows the whole run when it comes to the front. Set first: an eager panel
         # builds inside Panel.__init__.
         self.tracks = {}                # gate label -> GateTrack (kept without widgets)
-        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=50.0,
+        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=OFF_SCREEN_RATIO,
                                    max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
         self._off_rr = 0                # round robin over the gate blocks off screen
         super().__init__(*args, **kwargs)
