@@ -8,7 +8,7 @@ import pytest
 
 from rnnviewer.errors import ConfigError, DivergenceError
 from rnnviewer.training.session import SessionConfig, TrainingSession
-from rnnviewer.training.snapshot import History, Snapshot
+from rnnviewer.training.snapshot import GrowableArray, History, Snapshot
 
 SMALL = dict(task="sine", hidden=8, batch=4, seq_len=12, probe_size=3, val_every=5)
 
@@ -282,6 +282,28 @@ def test_history_buffers_grow_without_changing_old_views():
     assert len(full["step"]) == 1500 and full["step"][-1] == 1499
     h2 = History(h.arrays(copy=True))
     np.testing.assert_array_equal(h2.arrays()["train_loss"], full["train_loss"])
+
+
+def test_growable_array_matches_a_list_and_keeps_old_views():
+    rng = np.random.default_rng(1)
+    g, ref, views = GrowableArray(), [], []
+    for _ in range(300):
+        if rng.random() < 0.5:
+            v = float(rng.normal())
+            g.append(v)
+            ref.append(v)
+        else:
+            vs = rng.normal(size=int(rng.integers(0, 40)))
+            g.extend(vs)
+            ref.extend(vs.tolist())
+        views.append((g.a, list(ref)))
+    np.testing.assert_array_equal(g.a, ref)
+    assert len(g._buf) >= 1024 and g.n == len(ref) > 1024          # it grew past its start
+    for view, was in views:                                       # views taken earlier
+        np.testing.assert_array_equal(view, was)
+    ints = GrowableArray(np.intp)
+    ints.extend(np.arange(3))
+    assert ints.a.dtype == np.intp and ints.a.tolist() == [0, 1, 2]
 
 
 def test_requested_analyses_run_in_snapshots_without_touching_training():

@@ -73,62 +73,79 @@ class _Picklable:
         return _unpickle, (type(self), {f.name: getattr(self, f.name) for f in fields(self)})
 
 
+class GrowableArray:
+    """A 1-D float64 (or int) array that is appended to; `a` is the filled part. Growing
+    allocates a new buffer, and entries below the filled length are never written again,
+    so views taken of `a` earlier stay as they were."""
+
+    def __init__(self, dtype=np.float64):
+        self._buf = np.empty(1024, dtype)
+        self.n = 0
+
+    @property
+    def a(self):
+        return self._buf[:self.n]
+
+    def extend(self, values):
+        k = len(values)
+        if self.n + k > len(self._buf):
+            self._grow(self.n + k)
+        self._buf[self.n:self.n + k] = values
+        self.n += k
+
+    def append(self, value):
+        """extend((value,)), faster (a training step appends to the history)."""
+        if self.n == len(self._buf):
+            self._grow(self.n + 1)
+        self._buf[self.n] = value
+        self.n += 1
+
+    def _grow(self, need):
+        new = np.empty(max(2 * len(self._buf), need), self._buf.dtype)
+        new[:self.n] = self._buf[:self.n]
+        self._buf = new
+
+
 class History:
-    """Append-only per-step records kept in growable float64 buffers."""
+    """Append-only per-step records: a GrowableArray per column."""
 
     def __init__(self, data=None):
-        self._cols = {k: np.zeros(1024) for k in HISTORY_KEYS + VAL_HISTORY_KEYS}
-        self._n = {"train": 0, "val": 0}
+        self._cols = {k: GrowableArray() for k in HISTORY_KEYS + VAL_HISTORY_KEYS}
         if data:
             self.extend(data)
 
-    def __len__(self):
-        return self._n["train"]
+    def _count(self, group):
+        """Rows of the per-step (group 0) or validation (group 1) columns."""
+        return self._cols["step" if group == 0 else "val_step"].n
 
-    def _append(self, group, keys, values):
-        n = self._n[group]
-        for k, v in zip(keys, values):
-            buf = self._cols[k]
-            if n == len(buf):  # grow: new buffer, so old views stay untouched
-                new = np.zeros(2 * len(buf))
-                new[:n] = buf
-                self._cols[k] = buf = new
-            buf[n] = v
-        self._n[group] = n + 1
+    def __len__(self):
+        return self._count(0)
 
     def append(self, step, train_loss, grad_norm, lr):
-        self._append("train", HISTORY_KEYS, (step, train_loss, grad_norm, lr))
+        for k, v in zip(HISTORY_KEYS, (step, train_loss, grad_norm, lr)):
+            self._cols[k].append(v)
 
     def append_val(self, step, val_loss):
-        self._append("val", VAL_HISTORY_KEYS, (step, val_loss))
+        for k, v in zip(VAL_HISTORY_KEYS, (step, val_loss)):
+            self._cols[k].append(v)
 
     def arrays(self, copy=False):
         """name -> (n,) array; read-only views of the filled part unless copy=True."""
-        out = {}
-        for group, keys in (("train", HISTORY_KEYS), ("val", VAL_HISTORY_KEYS)):
-            n = self._n[group]
-            for k in keys:
-                out[k] = frozen(self._cols[k][:n], copy=copy)
-        return out
+        return {k: frozen(col.a, copy=copy) for k, col in self._cols.items()}
 
     def extend(self, data):
         """Append saved history (a dict of the arrays returned by `arrays`)."""
-        for group, keys in (("train", HISTORY_KEYS), ("val", VAL_HISTORY_KEYS)):
+        for keys in (HISTORY_KEYS, VAL_HISTORY_KEYS):
             cols = [np.asarray(data.get(k, ()), dtype=np.float64).ravel() for k in keys]
-            n0, add = self._n[group], min(len(c) for c in cols)
+            add = min(len(c) for c in cols)        # a ragged group: its whole rows only
             for k, col in zip(keys, cols):
-                if n0 + add > len(self._cols[k]):
-                    new = np.zeros(max(2 * len(self._cols[k]), n0 + add))
-                    new[:n0] = self._cols[k][:n0]
-                    self._cols[k] = new
-                self._cols[k][n0:n0 + add] = col[:add]
-            self._n[group] = n0 + add
+                self._cols[k].extend(col[:add])
 
     def extend_from(self, start, data):
         """Append the rows of `data` (as `extend`) that this history lacks, where `data`
         holds the rows from index `start` = (train, val) on. Returns False, appending
         nothing, if rows between this history's end and `start` are missing."""
-        counts = (self._n["train"], self._n["val"])
+        counts = (self._count(0), self._count(1))
         if start[0] > counts[0] or start[1] > counts[1]:
             return False
         self.extend({k: np.asarray(v)[counts[_group(k)] - start[_group(k)]:]

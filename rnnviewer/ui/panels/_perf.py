@@ -36,6 +36,8 @@ from PySide6.QtGui import (QBrush, QColor, QImage, QPainter, QPaintEngine, QPain
 from PySide6.QtWidgets import (QGraphicsItem, QGraphicsPathItem, QGraphicsView, QSizePolicy,
                                QWidget)
 
+from rnnviewer.training.snapshot import GrowableArray
+
 _CACHE = QGraphicsItem.CacheMode.DeviceCoordinateCache
 
 
@@ -236,27 +238,6 @@ class Trace(QGraphicsPathItem):
         if d is None or not len(d) or not np.isfinite(d).any():
             return (None, None)
         return (float(np.nanmin(d)), float(np.nanmax(d)))
-
-
-class GrowableArray:
-    """A 1-D float64 (or int) array that is appended to; `a` is the filled part."""
-
-    def __init__(self, dtype=np.float64):
-        self._buf = np.empty(1024, dtype)
-        self.n = 0
-
-    @property
-    def a(self):
-        return self._buf[:self.n]
-
-    def extend(self, values):
-        k = len(values)
-        if self.n + k > len(self._buf):
-            new = np.empty(max(2 * len(self._buf), self.n + k), self._buf.dtype)
-            new[:self.n] = self._buf[:self.n]
-            self._buf = new
-        self._buf[self.n:self.n + k] = values
-        self.n += k
 
 
 class GrowingSeries:

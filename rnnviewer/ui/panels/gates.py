@@ -9,9 +9,10 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStackedWidget
 
 from rnnviewer.engine.analysis import SIGMOID_GATES, gate_saturation
+from rnnviewer.training.snapshot import GrowableArray
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
-from rnnviewer.ui.panels._perf import GrowableArray, SeriesTrace, ViewRange, WideTrace
+from rnnviewer.ui.panels._perf import SeriesTrace, ViewRange, WideTrace
 from rnnviewer.ui.panels._hidden import (GATE_COLORS, GATE_TITLES, info_label, message_label,
                                          probe_labels, refresh, sequence_spin, set_spin_max,
                                          thinned_ticks, tick_metrics, widget_svg)
@@ -161,7 +162,7 @@ class GatesPanel(Panel):
             h.clear()
             h.update((k, GrowableArray()) for k in row)
         for k, v in row.items():
-            h[k].extend((v,))
+            h[k].append(v)
 
     def on_reset(self):
         self._history = {}
