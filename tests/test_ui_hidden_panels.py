@@ -6,6 +6,7 @@ import re
 from types import MappingProxyType
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
@@ -16,6 +17,7 @@ from rnnviewer.training.analyses import (AnalysisContext, AnalysisRunner, _freez
 from rnnviewer.training.analyses_hidden import contexts_all_units
 from rnnviewer.training.session import SessionConfig, TrainingSession, build_task
 from rnnviewer.ui.panels import UnitSelection, registered_panels
+from rnnviewer.ui.panels._hidden import GATE_TITLES
 from rnnviewer.ui.panels.activations import ActivationsPanel
 from rnnviewer.ui.panels.gates import GatesPanel
 from rnnviewer.ui.panels.neuron_view import BG, NeuronViewPanel, color_index
@@ -385,7 +387,7 @@ def test_gates_panel_says_an_rnn_has_no_gates(qtbot, runs, tmp_path):
 
 
 @pytest.mark.parametrize("cell", ("gru", "lstm"))
-def test_gates_over_time_and_saturation_over_training(qtbot, runs, cell):
+def test_gates_over_time_and_saturation_over_training(qtbot, runs, cell, tmp_path):
     _, snaps, last = runs[cell]
     sel = UnitSelection()
     sel.select(2)
@@ -413,6 +415,9 @@ def test_gates_over_time_and_saturation_over_training(qtbot, runs, cell):
     assert sel.unit == 5
     np.testing.assert_allclose(panel.time_curves[names[0]].getData()[1],
                                last.probe.gates[names[0]][0, :, 5])
+    svg = panel.export_image(tmp_path / "gates.svg").read_text()   # the key, exported only
+    assert "unit 5, seq 0" in svg and all(GATE_TITLES[g] in svg for g in names)
+    assert not [i for i in panel.view.scene().items() if isinstance(i, pg.LegendItem)]
     panel.on_reset()
     assert panel._history == {}
     assert len(panel.sat_curves[sigmoid[0]][0].getData()[0]) == 0

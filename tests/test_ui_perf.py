@@ -157,6 +157,30 @@ def test_time_dots_draw_round_dots_in_time_colours(qtbot, tmp_path, fragments):
     assert "<image" not in svg and svg.count(cmap.map(63.5 / 64, mode="qcolor").name()) >= 1
 
 
+def test_export_legends_go_to_the_emptiest_corner(qtbot):
+    from rnnviewer.ui.panels import CORNERS, emptiest_corner, view_points
+    pts = np.array([[5.0, 5.0], [95.0, 5.0], [95.0, 95.0]])      # pixels, y down
+    assert emptiest_corner(pts, 100, 100, 20, 20) == (0, 1)       # bottom left is free
+    assert emptiest_corner(np.zeros((0, 2)), 100, 100, 20, 20) == CORNERS[0]   # top right
+    pts = np.array([[95.0, 5.0], [5.0, 5.0], [95.0, 95.0], [5.0, 95.0]] * 2 + [[5.0, 5.0]])
+    assert emptiest_corner(pts, 100, 100, 20, 20) == (1, 0)       # a tie: the first
+    w = plot_widget(qtbot)
+    w.setXRange(0, 10, padding=0)
+    w.setYRange(0, 1, padding=0)
+    t = Trace(pg.mkPen("b"))
+    w.addItem(t)
+    t.setData([0.0, 10.0], [1.0, 0.0])                            # top left to bottom right
+    vb = w.getPlotItem().getViewBox()
+    qtbot.wait(10)
+    p = view_points(vb)
+    width, height = vb.width(), vb.height()
+    assert len(p) > width / 2 - 2                                 # every 2 pixels along it
+    np.testing.assert_allclose(p[:, 1], height * p[:, 0] / width, atol=1e-6)
+    assert emptiest_corner(p, width, height, 60, 30) in ((1, 0), (0, 1))
+    t.setData([1.0, 9.0], [0.9, 0.9])                             # along the top
+    assert emptiest_corner(view_points(vb), width, height, 60, 30) == (1, 1)
+
+
 def test_decimation_keeps_the_peaks():
     x = np.arange(10_000.0)
     y = np.sin(x / 300.0)

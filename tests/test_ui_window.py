@@ -6,6 +6,7 @@ import time
 import types
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import Qt
 
@@ -426,7 +427,11 @@ def test_curves_panel_draws_and_exports(window, qtbot, tmp_path):
         panel.export_image(tmp_path / name)
         assert (tmp_path / name).stat().st_size > 1000
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:2000]
+    svg = (tmp_path / "c.svg").read_text()
+    assert "<svg" in svg[:2000]
+    # the key the panel shows in its tool bar goes into the exported picture only
+    assert "train loss" in svg and "validation loss" in svg
+    assert not [i for i in panel.view.scene().items() if isinstance(i, pg.LegendItem)]
     panel.export_data(tmp_path / "c.csv")
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert lines[0] == "step,train_loss,val_loss,grad_norm,lr" and len(lines) == 13

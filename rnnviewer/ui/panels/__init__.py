@@ -17,6 +17,7 @@ offers its image and data export.
 import csv
 import importlib
 import logging
+import math
 import time
 import traceback
 import weakref
@@ -204,6 +205,13 @@ class Panel(QWidget):
         """The pyqtgraph item or scene to export as a picture (None: grab the widget)."""
         return None
 
+    def export_legends(self):
+        """[(PlotItem, [(sample, name), ...]), ...]: legends drawn into the exported picture
+        only, for keys the panel shows outside its plots (in its tool bar): a sample is an
+        item whose `opts` give the pen and symbol (a PlotDataItem never added to a plot;
+        pen None for a text-only row). The live panel stays as it is."""
+        return []
+
     def on_unit_selected(self, unit):
         """The selected unit changed (anywhere in the app)."""
 
@@ -291,18 +299,46 @@ class Panel(QWidget):
         self.ensure_built()
         self.redraw_now()
         item = self.export_item()
-        if path.suffix.lower() == ".svg":
-            self._export_svg(path, item)
-        elif item is not None:
-            import pyqtgraph.exporters as pgx
-            exporter = pgx.ImageExporter(item)
-            exporter.parameters()["width"] = max(int(self.width()), 400)
-            exporter.export(str(path))
-        elif not self.grab().save(str(path)):
-            raise OSError(f"{path}: could not write the image")
+        legends = self._add_export_legends() if item is not None else []
+        try:
+            if path.suffix.lower() == ".svg":
+                self._export_svg(path, item)
+            elif item is not None:
+                import pyqtgraph.exporters as pgx
+                exporter = pgx.ImageExporter(item)
+                exporter.parameters()["width"] = max(int(self.width()), 400)
+                exporter.export(str(path))
+            elif not self.grab().save(str(path)):
+                raise OSError(f"{path}: could not write the image")
+        finally:
+            for legend in legends:
+                if legend.scene() is not None:
+                    legend.scene().removeItem(legend)
         if not path.exists():
             raise OSError(f"{path}: could not write the image")
         return path
+
+    def _add_export_legends(self):
+        """The export_legends() as LegendItems, each in the corner of its plot that covers
+        the fewest data points (matplotlib's loc="best", over the four corners)."""
+        import pyqtgraph as pg
+        added = []
+        for plot, entries in self.export_legends():
+            vb = plot.getViewBox()
+            legend = pg.LegendItem(labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 215),
+                                   pen=pg.mkPen(190, 190, 190), verSpacing=-4,
+                                   colCount=max(1, math.ceil(len(entries) / 3)))  # <= 3 rows
+            legend.setParentItem(vb)
+            for sample, name in entries:
+                legend.addItem(sample, name)
+            rect = legend.boundingRect()
+            corner = emptiest_corner(view_points(vb), vb.width(), vb.height(),
+                                     rect.width() + LEGEND_MARGIN, rect.height() + LEGEND_MARGIN)
+            m = LEGEND_MARGIN
+            legend.anchor(itemPos=corner, parentPos=corner,
+                          offset=(m if corner[0] == 0 else -m, m if corner[1] == 0 else -m))
+            added.append(legend)
+        return added
 
     def _export_svg(self, path, item):
         from PySide6.QtSvg import QSvgGenerator
@@ -339,6 +375,58 @@ class Panel(QWidget):
         else:
             write_csv(path, arrays)
         return path
+
+
+LEGEND_MARGIN = 6        # pixels between an export legend and its plot's corner
+CORNERS = ((1, 0), (0, 0), (1, 1), (0, 1))   # (x, y) of the view: right top first
+
+
+def view_points(viewbox):
+    """(N, 2) pixel positions (x right, y down, in the view box) of the data of the items
+    in `viewbox` that have getData() (finite points inside the view only; a series whose x
+    never decreases, a line, also at every 2 pixels along it)."""
+    r = viewbox.viewRect()
+    w, h = viewbox.width(), viewbox.height()
+    out = []
+    for item in viewbox.addedItems:
+        get = getattr(item, "getData", None)
+        if get is None or not item.isVisible():
+            continue
+        try:
+            x, y = get()
+        except (TypeError, ValueError):
+            continue
+        if x is None or y is None or not len(x):
+            continue
+        x = np.asarray(x, dtype=np.float64).ravel()
+        y = np.asarray(y, dtype=np.float64).ravel()
+        if len(x) != len(y) or not r.width() or not r.height():
+            continue
+        px = (x - r.left()) / r.width() * w
+        py = (r.bottom() - y) / r.height() * h               # view y grows upwards
+        ok = np.isfinite(px) & np.isfinite(py)
+        px, py = px[ok], py[ok]
+        if len(px) > 1 and np.all(np.diff(px) >= 0):        # a line over x: every 2 pixels
+            grid = np.arange(px[0], px[-1], 2.0)
+            px, py = np.concatenate([grid, px]), np.concatenate([np.interp(grid, px, py), py])
+        inside = (px >= 0) & (px <= w) & (py >= 0) & (py <= h)
+        out.append(np.stack([px[inside], py[inside]], axis=1))
+    return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def emptiest_corner(points, width, height, box_w, box_h):
+    """Of CORNERS (fractions of width, height), the one whose box_w x box_h box holds the
+    fewest of `points` (N, 2) (pixels); the first such in CORNERS on a tie."""
+    best, fewest = CORNERS[0], None
+    for cx, cy in CORNERS:
+        x0 = width - box_w if cx else 0.0
+        y0 = height - box_h if cy else 0.0
+        inside = ((points[:, 0] >= x0) & (points[:, 0] <= x0 + box_w) &
+                  (points[:, 1] >= y0) & (points[:, 1] <= y0 + box_h))
+        n = int(inside.sum())
+        if fewest is None or n < fewest:
+            best, fewest = (cx, cy), n
+    return best
 
 
 def write_csv(path, arrays):

@@ -83,6 +83,13 @@ class CurvesPanel(Panel):
     def export_item(self):
         return self.view.scene()
 
+    def export_legends(self):
+        # (a point of data: a PlotDataItem hands its symbol style to the sample only then)
+        val = pg.PlotDataItem([0.0], [0.0], pen=PENS["val"], symbol="o", symbolSize=5,
+                              symbolPen=None, symbolBrush=PENS["val"].color())
+        return [(self.loss_plot, [(pg.PlotDataItem(pen=PENS["train"]), "train loss"),
+                                  (val, "validation loss")])]
+
     @Slot(bool)
     def _on_log_box_toggled(self, on):
         self._apply_log(on)

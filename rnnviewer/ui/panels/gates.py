@@ -139,6 +139,14 @@ class GatesPanel(Panel):
     def export_item(self):
         return self.view.scene() if self.stack.currentWidget() is self.view else None
 
+    def export_legends(self):
+        if not self._gates:
+            return []
+        u, seq = self.selection.unit, self.seq_spin.value()
+        rows = [(pg.PlotDataItem(pen=pg.mkPen(GATE_COLORS[g], width=2)), GATE_TITLES[g])
+                for g in self._gates]
+        return [(self.time_plot, rows + [(pg.PlotDataItem(pen=None), f"unit {u}, seq {seq}")])]
+
     def _export_svg(self, path, item):
         if item is None:
             widget_svg(self, path)
