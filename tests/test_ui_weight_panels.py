@@ -503,6 +503,11 @@ def test_exports_write_files(qtbot, runs, tmp_path, cls):
         assert path.exists() and path.stat().st_size > 100, name
     with np.load(tmp_path / "d.npz", allow_pickle=False) as z:
         assert len(z.files) >= 1 and all(z[k].size for k in z.files)
+    svg = (tmp_path / "p.svg").read_text()
+    if cls is HistogramsPanel:           # the matrix chosen in the tool bar: a legend
+        assert panel.entry() == "W_hh" and ">W_hh<" in svg.replace(" ", "")
+    if cls is SpectrumPanel:             # a GRU: the gate block is named in the legend
+        assert f"{panel.current_gate()}, step {runs['gru'][-1].step}" in svg
 
 
 def test_spectrum_track_stays_bounded_over_a_long_run():

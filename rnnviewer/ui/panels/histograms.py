@@ -432,6 +432,11 @@ class HistogramsPanel(Panel):
     def export_item(self):
         return self.view.scene()
 
+    def export_legends(self):
+        name = self.entry()             # the matrix, chosen in the tool bar: say it
+        return [] if name is None else [(self.strips["params"].plot,
+                                         [(pg.PlotDataItem(pen=None), name)])]
+
     def data_arrays(self):
         out = {}
         for which, title in QUANTITIES:

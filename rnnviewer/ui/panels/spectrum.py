@@ -228,7 +228,8 @@ class SpectrumPanel(Panel):
             self.first_pts.setData(feig.real, feig.imag)
         top = eig[np.argmax(np.abs(eig))]
         self.top_pts.setData([top.real], [top.imag])
-        self._rename(self.now_pts, f"step {step}")
+        block = f"{self.current_gate()}, " if len(self._gates or ()) > 1 else ""  # gated
+        self._rename(self.now_pts, f"{block}step {step}")   # (exports show no gate box)
         self._rename(self.first_pts, f"step {fstep}")
         R = max(1.15, 1.05 * float(max(np.abs(eig).max(), np.abs(feig).max())))
         old = self.radius.value
