@@ -492,6 +492,9 @@ def test_exports_write_pictures_and_data(qtbot, runs, tmp_path, cls):
     for suffix in ("png", "svg"):
         path = panel.export_image(tmp_path / f"{cls.object_name}.{suffix}")
         assert path.stat().st_size > 1000
+    if cls is TrajectoriesPanel:         # the other units' colours: a legend, exported only
+        svg = (tmp_path / f"{cls.object_name}.svg").read_text()
+        assert all(f"unit {u}" in svg for u in range(1, H))    # unit 0 is selected
     csv = panel.export_data(tmp_path / f"{cls.object_name}.csv")
     assert len(csv.read_text().splitlines()) > T
     npz = panel.export_data(tmp_path / f"{cls.object_name}.npz")

@@ -179,6 +179,12 @@ def test_export_legends_go_to_the_emptiest_corner(qtbot):
     assert emptiest_corner(p, width, height, 60, 30) in ((1, 0), (0, 1))
     t.setData([1.0, 9.0], [0.9, 0.9])                             # along the top
     assert emptiest_corner(view_points(vb), width, height, 60, 30) == (1, 1)
+    t.setData([9.8, 9.8, 0.2], [0.97, 0.03, 0.03])               # a point in 3 corners
+    assert emptiest_corner(view_points(vb), width, height, 60, 30) == (0, 0)
+    label = pg.TextItem("unit 0 (seq 0)", anchor=(0, 0))          # text a legend must not
+    label.setParentItem(vb)                                       # cover, top left
+    label.setPos(4, 2)
+    assert emptiest_corner(view_points(vb), width, height, 60, 30) == (1, 0)
 
 
 def test_decimation_keeps_the_peaks():

@@ -326,11 +326,19 @@ class Panel(QWidget):
         for plot, entries in self.export_legends():
             vb = plot.getViewBox()
             legend = pg.LegendItem(labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 215),
-                                   pen=pg.mkPen(190, 190, 190), verSpacing=-4,
-                                   colCount=max(1, math.ceil(len(entries) / 3)))  # <= 3 rows
+                                   pen=pg.mkPen(190, 190, 190))
             legend.setParentItem(vb)
             for sample, name in entries:
                 legend.addItem(sample, name)
+            # rows: at most 3 and at most a third of the plot's height; then fewer columns
+            # while the legend is wider than most of the plot
+            row_h = legend.boundingRect().height() / max(len(entries), 1)
+            rows = max(1, min(3, int(vb.height() / 3 // max(row_h, 1.0))))
+            cols = max(1, math.ceil(len(entries) / rows))
+            legend.setColumnCount(cols)
+            while cols > 1 and legend.boundingRect().width() > 0.9 * vb.width():
+                cols -= 1
+                legend.setColumnCount(cols)
             rect = legend.boundingRect()
             corner = emptiest_corner(view_points(vb), vb.width(), vb.height(),
                                      rect.width() + LEGEND_MARGIN, rect.height() + LEGEND_MARGIN)
@@ -384,7 +392,8 @@ CORNERS = ((1, 0), (0, 0), (1, 1), (0, 1))   # (x, y) of the view: right top fir
 def view_points(viewbox):
     """(N, 2) pixel positions (x right, y down, in the view box) of the data of the items
     in `viewbox` that have getData() (finite points inside the view only; a series whose x
-    never decreases, a line, also at every 2 pixels along it)."""
+    never decreases, a line, also at every 2 pixels along it), and a 4-pixel grid over
+    its text and legends."""
     r = viewbox.viewRect()
     w, h = viewbox.width(), viewbox.height()
     out = []
@@ -411,6 +420,13 @@ def view_points(viewbox):
             px, py = np.concatenate([grid, px]), np.concatenate([np.interp(grid, px, py), py])
         inside = (px >= 0) & (px <= w) & (py >= 0) & (py <= h)
         out.append(np.stack([px[inside], py[inside]], axis=1))
+    import pyqtgraph as pg
+    for item in list(viewbox.addedItems) + viewbox.childItems():   # text a legend must not
+        if isinstance(item, (pg.TextItem, pg.LegendItem)) and item.isVisible():   # cover
+            rect = item.mapRectToItem(viewbox, item.boundingRect())
+            gx, gy = np.meshgrid(np.arange(rect.left(), rect.right(), 4.0),
+                                 np.arange(rect.top(), rect.bottom(), 4.0))
+            out.append(np.stack([gx.ravel(), gy.ravel()], axis=1))
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 

@@ -108,6 +108,18 @@ class TrajectoriesPanel(Panel):
     def export_item(self):
         return self.view.scene()
 
+    def export_legends(self):
+        """The other units' colours (the selected one is named in the plot)."""
+        others = [u for u in self._shown if u != self._sel]     # in the order drawn
+        if not others:
+            return []
+        if len(others) > MAX_COLOURED:
+            rows = [(pg.PlotDataItem(pen=self.many_curve.pen()), f"{len(others)} other units")]
+        else:
+            rows = [(pg.PlotDataItem(pen=item.pen()), f"unit {u}")
+                    for u, item in zip(others, self.unit_curves)]
+        return [(self.plot, rows)]
+
     # ------------------------------------------------------------ controls
     def _refresh(self):
         refresh(self)
