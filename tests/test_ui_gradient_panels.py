@@ -10,7 +10,7 @@ import pytest
 from rnnviewer.engine import Model, attribution
 from rnnviewer.errors import ConfigError
 from rnnviewer.training.analyses import AnalysisContext, AnalysisRunner, registered_analyses
-from rnnviewer.training.analyses_gradients import METHODS, attribute, resolve
+from rnnviewer.training.analyses_gradients import METHOD_NAMES, METHODS, attribute, resolve
 from rnnviewer.training.session import SessionConfig, TrainingSession, build_task
 from rnnviewer.ui.panels import PANEL_ERRORS, UnitSelection, registered_panels
 from rnnviewer.ui.panels.grad_through_time import FLOOR, GradThroughTimePanel, log_grad_norms
@@ -309,3 +309,8 @@ def test_gradient_panel_exports(qtbot, runs, tmp_path):
             path = tmp_path / f"{cls.object_name}_{name}"
             (panel.export_image if name[0] == "p" else panel.export_data)(path)
             assert path.exists() and path.stat().st_size > 100, (cls, name)
+        if cls is SaliencyPanel:         # what was attributed, from the tool bar's line
+            svg = (tmp_path / f"{cls.object_name}_p.svg").read_text()
+            res = panel.result
+            assert panel._mode != "text" and res is not None
+            assert f"{METHOD_NAMES[res['method']]} of " in svg and f"step {res['step']}" in svg

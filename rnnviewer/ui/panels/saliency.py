@@ -405,7 +405,8 @@ class SaliencyPanel(Panel):
         self.info.setText(f"\u03c4 = {col}{lab}  {self.row_names[row]}: "
                           f"{fmt(self.rows[row, col])}     (click: attribute at t = {col})")
 
-    def _describe(self, snap, res):
+    def _caption(self, snap, res):
+        """What was attributed: "<method> of <output> = <value>"."""
         method, t, k = res["method"], int(res["t"]), res["k"]
         names = output_names(snap)
         if k == "loss":
@@ -416,8 +417,11 @@ class SaliencyPanel(Panel):
             what = f"logit of '{names[k]}' (class {k}) at t = {t}"
         else:
             what = f"y[t = {t}, {k}]"
-        text = f"{METHOD_NAMES[method]} of {what} = {fmt(res['value'])}"
-        if method == "integrated_gradients" and np.isfinite(res.get("delta", np.nan)):
+        return f"{METHOD_NAMES[method]} of {what} = {fmt(res['value'])}"
+
+    def _describe(self, snap, res):
+        text = self._caption(snap, res)
+        if res["method"] == "integrated_gradients" and np.isfinite(res.get("delta", np.nan)):
             diff = res.get("f_difference", np.nan)
             rel = abs(res["delta"]) / abs(diff) if diff else np.inf
             text += (f";  {res['steps']} steps, f(x) \u2212 f(0) = {fmt(diff)}, "
@@ -429,7 +433,9 @@ class SaliencyPanel(Panel):
 
     # ------------------------------------------------------------ export
     def export_item(self):
-        return None if self._mode == "text" else self.view.scene()   # text: grab the widget
+        """None: the picture is the whole widget, with the line that says what was
+        attributed (method, output, time step, value) and, for text, the coloured text."""
+        return None
 
     def data_arrays(self):
         if self.result is None:
