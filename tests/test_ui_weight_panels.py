@@ -301,6 +301,20 @@ def test_spectrum_tracks_the_run_while_off_screen(qtbot, runs):
     assert [tr.steps for tr in hidden.tracks.values()] == [[snaps[1].step]]
 
 
+def test_spectrum_plane_is_about_square_in_a_wide_dock(qtbot, runs):
+    """The eigenvalue plane (aspect locked) takes about its height in width, the curves
+    the rest; a tall dock splits evenly."""
+    panel = show(qtbot, SpectrumPanel, size=(1200, 260))
+    feed(panel, runs["rnn"][:2])
+    qtbot.waitUntil(lambda: panel.plane.width() > 0)
+    assert panel._plane_share < 0.45
+    qtbot.waitUntil(lambda: panel.curves.width() > 1.8 * panel.plane.width(), timeout=2000)
+    panel.resize(600, 600)
+    qtbot.waitUntil(lambda: panel._plane_share == 0.5, timeout=2000)
+    qtbot.waitUntil(lambda: abs(panel.curves.width() - panel.plane.width()) <
+                    0.2 * panel.plane.width(), timeout=2000)
+
+
 def test_spectrum_off_screen_is_rare():
     """Off screen: at most 1/100 of the GUI thread, every 0.25 s early in a run and no more
     than every OFF_SCREEN_EVERY (>= 1 s) once the run is a few minutes old."""

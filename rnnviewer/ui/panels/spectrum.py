@@ -32,6 +32,7 @@ def spectrum(W):
     return s.eigenvalues, s.spectral_radius, s.max_singular_value
 
 
+PLANE_SHARE = (0.3, 0.5)    # the eigenvalue plane's share of the width: least, most
 OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
 OFF_SCREEN_RAMP = (0.25, 50.0)  # ... from 0.25 s, + 1 s per 50 s of the run (Throttle)
 OFF_SCREEN_RATIO = 100.0    # ... and at most 1/100 of the GUI thread (the panels' frames
@@ -128,8 +129,8 @@ class SpectrumPanel(Panel):
             self.curve_x = ViewRange(self.curves.getViewBox(), "x", pad=(0.02, 0.1), shrink=0.0,
                                      round_hi=True)
             self.curve_y = ViewRange(self.curves.getViewBox(), "y", pad=(0.08, 0.08))
-            self.view.ci.layout.setColumnStretchFactor(0, 1)
-            self.view.ci.layout.setColumnStretchFactor(1, 1)
+            self._plane_share = None
+            self._fit_columns()
         self.message = pg.TextItem("waiting for the first snapshot\u2026", color="#606060",
                                    anchor=(0.5, 0.5))
         self.plane.addItem(self.message)
@@ -162,6 +163,23 @@ class SpectrumPanel(Panel):
         gated = len(labels) > 1
         self.gate_label.setVisible(gated)
         self.gate_box.setVisible(gated)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        if self.built:
+            self._fit_columns()
+
+    def _fit_columns(self):
+        """The eigenvalue plane (aspect locked) about as wide as it is high, the curves the
+        rest: in a wide, low dock an even split left most of the plane empty."""
+        w, h = max(self.view.width(), 1), max(self.view.height(), 1)
+        share = min(max(1.15 * h / w, PLANE_SHARE[0]), PLANE_SHARE[1])
+        share = round(share, 2)
+        if share != self._plane_share:
+            self._plane_share = share
+            lay = self.view.ci.layout
+            lay.setColumnStretchFactor(0, int(100 * share))
+            lay.setColumnStretchFactor(1, int(100 * (1 - share)))
 
     def current_gate(self):
         return self.gate_box.currentData()
