@@ -24,6 +24,7 @@ import weakref
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QPainter, QResizeEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
@@ -321,7 +322,6 @@ class Panel(QWidget):
     def _add_export_legends(self):
         """The export_legends() as LegendItems, each in the corner of its plot that covers
         the fewest data points (matplotlib's loc="best", over the four corners)."""
-        import pyqtgraph as pg
         added = []
         for plot, entries in self.export_legends():
             vb = plot.getViewBox()
@@ -420,7 +420,6 @@ def view_points(viewbox):
             px, py = np.concatenate([grid, px]), np.concatenate([np.interp(grid, px, py), py])
         inside = (px >= 0) & (px <= w) & (py >= 0) & (py <= h)
         out.append(np.stack([px[inside], py[inside]], axis=1))
-    import pyqtgraph as pg
     for item in list(viewbox.addedItems) + viewbox.childItems():   # text a legend must not
         if isinstance(item, (pg.TextItem, pg.LegendItem)) and item.isVisible():   # cover
             rect = item.mapRectToItem(viewbox, item.boundingRect())

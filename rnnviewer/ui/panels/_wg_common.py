@@ -149,6 +149,19 @@ class Throttle:
                 (1 - w) * self.cost + w * self.last_cost
 
 
+# Records a panel keeps while off screen (histograms, spectrum) take at most this share
+# of the GUI thread: the panels' frames share its budget (_schedule.py).
+OFF_SCREEN_RATIO = 100.0
+
+
+def off_screen_throttle(every, ramp):
+    """The Throttle of a record kept off screen: at most 1/OFF_SCREEN_RATIO of the GUI
+    thread, every `ramp[0]` s at the start of a run, then less often up to every `every`
+    s (Throttle's ramp), and at least every 4 x `every` s."""
+    return Throttle(min_interval=every, ratio=OFF_SCREEN_RATIO, max_interval=4 * every,
+                    ramp=ramp)
+
+
 _BLAS_LIMITED = False
 
 
@@ -331,9 +344,6 @@ class RunRecord:
         self.steps[:m] = self.steps[keep]
         self.n = m
         self.every *= 2
-
-    def last_step(self):
-        return int(self.steps[self.n - 1])
 
     def ordered(self):
         """(steps (n,), rows (n, m)) oldest first (copies)."""

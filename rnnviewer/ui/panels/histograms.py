@@ -19,7 +19,8 @@ from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, RunRecord, Throttle,
-                                            color_bar, colormap, fmt, step_grid)
+                                            color_bar, colormap, fmt, off_screen_throttle,
+                                            step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
 
 FINE = 128                 # bins per stored histogram
@@ -28,8 +29,6 @@ QUANTITIES = (("params", "weights"), ("grads", "gradients"))
 MATRIX_ORDER = ("W_xh", "W_hh", "W_hy", "b_xh", "b_hh", "b_y")
 OFF_SCREEN_EVERY = 1.0     # seconds between records while the panel is off screen
 OFF_SCREEN_RAMP = (0.25, 100.0)  # ... from 0.25 s, + 1 s per 100 s of the run (Throttle)
-OFF_SCREEN_RATIO = 100.0    # ... and at most 1/100 of the GUI thread (the panels' frames
-                           # share its budget: _schedule.py)
 TAIL = 0.002               # the display range leaves out at most 2 x this share
 
 
@@ -237,8 +236,7 @@ class HistogramsPanel(Panel):
         # Panel.__init__.
         self.store = HistoryStore()
         self.throttle = Throttle(min_interval=0.2, ratio=10.0)
-        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=OFF_SCREEN_RATIO,
-                                   max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
+        self.off_screen = off_screen_throttle(OFF_SCREEN_EVERY, OFF_SCREEN_RAMP)
         self._recorded = None
         super().__init__(*args, **kwargs)
 

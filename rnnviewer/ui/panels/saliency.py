@@ -405,8 +405,7 @@ class SaliencyPanel(Panel):
         self.info.setText(f"\u03c4 = {col}{lab}  {self.row_names[row]}: "
                           f"{fmt(self.rows[row, col])}     (click: attribute at t = {col})")
 
-    def _caption(self, snap, res):
-        """What was attributed: "<method> of <output> = <value>"."""
+    def _describe(self, snap, res):
         method, t, k = res["method"], int(res["t"]), res["k"]
         names = output_names(snap)
         if k == "loss":
@@ -417,11 +416,8 @@ class SaliencyPanel(Panel):
             what = f"logit of '{names[k]}' (class {k}) at t = {t}"
         else:
             what = f"y[t = {t}, {k}]"
-        return f"{METHOD_NAMES[method]} of {what} = {fmt(res['value'])}"
-
-    def _describe(self, snap, res):
-        text = self._caption(snap, res)
-        if res["method"] == "integrated_gradients" and np.isfinite(res.get("delta", np.nan)):
+        text = f"{METHOD_NAMES[method]} of {what} = {fmt(res['value'])}"
+        if method == "integrated_gradients" and np.isfinite(res.get("delta", np.nan)):
             diff = res.get("f_difference", np.nan)
             rel = abs(res["delta"]) / abs(diff) if diff else np.inf
             text += (f";  {res['steps']} steps, f(x) \u2212 f(0) = {fmt(diff)}, "

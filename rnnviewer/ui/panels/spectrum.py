@@ -19,7 +19,7 @@ from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, ViewRange, set_text
 from rnnviewer.ui.panels._wg_common import (SteadyLevel, Throttle, fmt, gate_blocks,
-                                            single_thread_blas)
+                                            off_screen_throttle, single_thread_blas)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
 
 CIRCLE = np.exp(1j * np.linspace(0, 2 * np.pi, 361))
@@ -35,8 +35,6 @@ def spectrum(W):
 PLANE_SHARE = (0.3, 0.5)    # the eigenvalue plane's share of the width: least, most
 OFF_SCREEN_EVERY = 2.0      # seconds between spectra of one block while off screen
 OFF_SCREEN_RAMP = (0.25, 50.0)  # ... from 0.25 s, + 1 s per 50 s of the run (Throttle)
-OFF_SCREEN_RATIO = 100.0    # ... and at most 1/100 of the GUI thread (the panels' frames
-                           # share its budget: _schedule.py)
 MAX_TRACK = 4000            # points of the rho / sigma curves kept; older ones thinned out
 
 
@@ -79,8 +77,7 @@ class SpectrumPanel(Panel):
         # it shows the whole run when it comes to the front. Set first: an eager panel
         # builds inside Panel.__init__.
         self.tracks = {}                # gate label -> GateTrack (kept without widgets)
-        self.off_screen = Throttle(min_interval=OFF_SCREEN_EVERY, ratio=OFF_SCREEN_RATIO,
-                                   max_interval=4 * OFF_SCREEN_EVERY, ramp=OFF_SCREEN_RAMP)
+        self.off_screen = off_screen_throttle(OFF_SCREEN_EVERY, OFF_SCREEN_RAMP)
         self._off_rr = 0                # round robin over the gate blocks off screen
         super().__init__(*args, **kwargs)
 
