@@ -76,8 +76,9 @@ def test_snapshot_contents_are_copies_and_read_only(cell):
     assert not np.array_equal(s.model.params["W_hh"], before)
 
 
-def test_snapshot_delta_grads_and_probe_dh():
-    s = make(cell="gru", clip=0.0)
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_snapshot_delta_grads_and_probe_dh(cell):
+    s = make(cell=cell, clip=0.0)
     s.run(max_steps=3)
     before = params_copy(s)
     s.run(max_steps=1)
@@ -85,7 +86,8 @@ def test_snapshot_delta_grads_and_probe_dh():
     for k, v in s.model.params.items():
         np.testing.assert_array_equal(snap.delta[k], v - before[k])
         np.testing.assert_array_equal(snap.params[k], v)
-    # dL/dh_t of the probe equals loss_and_grads on the probe batch
+    # dL/dh_t of the probe (a backward pass without parameter gradients) equals the full
+    # loss_and_grads on the probe batch
     x, t, m = s.probe_batch
     loss, g = s.model.loss_and_grads(x, t, loss=s.task.loss, mask=m)
     np.testing.assert_allclose(snap.probe.dh, g["h"], rtol=1e-5, atol=1e-8)

@@ -350,7 +350,7 @@ class TrainingSession:
         x, target, mask = self.probe_batch
         tr = m.forward(x)
         ploss, dy = m.loss(tr.y, target, task.loss, mask)
-        pg = m.backward(tr, dy=dy)
+        pg = m.backward(tr, dy=dy, params=False)   # only dL/dh_t is shown: no weight products
         probe = ProbeTrace(x=frozen(tr.x), target=frozen(target), mask=frozen(mask),
                            h=frozen(tr.h), y=frozen(tr.y), c=frozen(tr.c),
                            gates=frozen_map(tr.gates), dh=frozen(pg["h"]), loss=float(ploss),
@@ -408,7 +408,7 @@ class TrainingSession:
         xp, tp, mp = self.probe_batch
         tr = m.forward(xp)
         _, dy = m.loss(tr.y, tp, self.task.loss, mp)
-        m.backward(tr, dy=dy)
+        m.backward(tr, dy=dy, params=False)            # as in snapshot()
         return time.perf_counter() - t0
 
     def task_config(self):
