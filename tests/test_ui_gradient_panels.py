@@ -249,7 +249,9 @@ def test_grad_through_time_records_while_off_screen(qtbot, runs):
     panel.resize(700, 480)
     panel.show()
     panel.redraw_now()
-    assert panel.image.image.shape == (T, len(snaps))
+    img = panel.image.image                                    # (T, columns)
+    np.testing.assert_allclose(img[:, 0], rows[0])
+    np.testing.assert_allclose(img[:, -1], rows[-1])
     new_run = dataclasses.replace(snaps[0], run_id=snaps[0].run_id + 1)
     panel.update_snapshot(new_run)
     assert list(panel.ring.ordered()[0]) == [new_run.step]
@@ -267,8 +269,9 @@ def test_grad_through_time_rows_are_log_norms(qtbot, runs, cell):
         dh = np.asarray(sn.probe.dh, dtype=np.float64)                 # (P, T, H)
         want = np.log10(np.mean(np.linalg.norm(dh, axis=2), axis=0))
         np.testing.assert_allclose(row, np.maximum(want, FLOOR), rtol=1e-5)
-    img = panel.image.image
-    assert img.shape == (T, len(snaps))
+    img = panel.image.image                               # (T, columns): nearest record
+    assert img.shape[0] == T
+    np.testing.assert_allclose(img[:, 0], rows[0])
     np.testing.assert_allclose(img[:, -1], rows[-1])
     lo, hi = panel.image.getLevels()
     assert lo < hi and tuple(panel.bar.levels()) == (lo, hi)
@@ -291,7 +294,11 @@ def test_grad_through_time_scrolls_and_resets(qtbot, runs):
     feed(panel, many)
     steps, _ = panel.ring.ordered()
     assert len(steps) == 50 and steps[0] == 11 and steps[-1] == 60
-    assert panel.image.image.shape == (T, 50)
+    assert panel.image.image.shape[0] == T
+    g = panel.grid_steps                      # column centres: within steps 11..60
+    assert 11 < g[0] < g[-1] < 60
+    rect = panel.image.mapRectToParent(panel.image.boundingRect())
+    assert (rect.left(), rect.right()) == pytest.approx((11.0, 60.0))
     new = dataclasses.replace(snaps[0], run_id=7)
     feed(panel, [new])
     assert list(panel.ring.ordered()[0]) == [snaps[0].step]

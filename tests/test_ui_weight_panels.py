@@ -13,7 +13,7 @@ from rnnviewer.ui.panels import PANEL_ERRORS, UnitSelection, registered_panels
 from rnnviewer.ui.panels._perf import nice_below
 from rnnviewer.ui.panels._wg_common import (RunRecord, SteadyLevel, StepRing, Throttle,
                                             gate_blocks,
-                                            robust_absmax, step_grid)
+                                            nearest_record, robust_absmax, step_grid)
 from rnnviewer.ui.panels.histograms import (FINE, HistogramsPanel, fine_histograms,
                                             fine_log_histograms, rebin)
 from rnnviewer.ui.panels.spectrum import SpectrumPanel
@@ -487,6 +487,9 @@ def test_histograms_keep_the_start_of_a_long_run(qtbot, runs):
     feed(panel, [first] + later)
     steps = list(panel.strips["params"].steps)
     assert steps[0] == first.step and steps[-1] == later[-1].step and len(steps) <= 4
+    for sv in panel.strips.values():     # the strip covers exactly the recorded steps
+        rect = sv.image.mapRectToParent(sv.image.boundingRect())
+        assert (rect.left(), rect.right()) == pytest.approx((first.step, later[-1].step))
 
 
 def test_step_ring_and_grid():
@@ -495,13 +498,32 @@ def test_step_ring_and_grid():
         ring.append(s, [s, -s])
     steps, rows = ring.ordered()
     assert list(steps) == [2, 5, 9] and rows[:, 0].tolist() == [2, 5, 9]
-    img, x0, width = step_grid(steps, rows, columns=8)
-    assert img.shape == (2, 3)
+    img, x0, width = step_grid(steps, rows, columns=7)
+    assert img.shape == (2, 7) and (x0, width) == (2.0, 7.0)   # exactly [first, last] step
+    assert img[0].tolist() == [2, 2, 5, 5, 5, 9, 9]            # centres 2.5, 3.5, ... 8.5
+    # irregular records: each column shows the record nearest its centre
     img, x0, width = step_grid(np.array([0, 1, 2, 10]), np.arange(4)[:, None], columns=11)
-    assert img.shape == (1, 4)                       # never more columns than rows
-    img, x0, width = step_grid(np.arange(0, 100, 10), np.arange(10)[:, None], columns=10)
-    assert img[0].tolist() == list(range(10)) and x0 == pytest.approx(-5.0)
-    assert width == pytest.approx(100.0)
+    assert img[0].tolist() == [0, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3]
+    # two records far apart: neither column reaches before step 0 or past step 300
+    img, x0, width = step_grid(np.array([0, 300]), np.array([[1.0], [2.0]]), columns=400)
+    assert (x0, x0 + width) == (0.0, 300.0)
+    assert img[0, :200].tolist() == [1.0] * 200 and img[0, 200:].tolist() == [2.0] * 200
+    img, x0, width = step_grid(np.array([40]), np.array([[7.0]]), columns=400)
+    assert img.shape == (1, 1) and (x0, width) == (39.5, 1.0)  # one record, one step wide
+
+
+def test_nearest_record_against_argmin():
+    rng = np.random.default_rng(3)
+    steps = np.unique(rng.integers(0, 1000, 40))
+    x = rng.uniform(-50, 1050, 500)
+    x = np.concatenate([x, steps, 0.5 * (steps[1:] + steps[:-1])])   # exact hits and ties
+    got = nearest_record(steps, x)
+    dist = np.abs(x[:, None] - steps[None, :])
+    best = dist.min(axis=1)
+    assert np.all(dist[np.arange(len(x)), got] == best)
+    first = np.argmax(dist == best[:, None], axis=1)           # ties: the earlier record
+    assert np.array_equal(got, first)
+    assert nearest_record(np.array([5]), np.array([0.0, 9.0])).tolist() == [0, 0]
 
 
 # ------------------------------------------------------------------ exports
@@ -518,8 +540,9 @@ def test_exports_write_files(qtbot, runs, tmp_path, cls):
     with np.load(tmp_path / "d.npz", allow_pickle=False) as z:
         assert len(z.files) >= 1 and all(z[k].size for k in z.files)
     svg = (tmp_path / "p.svg").read_text()
-    if cls is HistogramsPanel:           # the matrix chosen in the tool bar: a legend
-        assert panel.entry() == "W_hh" and ">W_hh<" in svg.replace(" ", "")
+    if cls is HistogramsPanel:           # the matrix chosen in the tool bar: in the label
+        assert panel.entry() == "W_hh" and "W_hh weights" in svg
+        assert panel.strips["params"].plot.getAxis("left").labelText == "W_hh weights"
     if cls is SpectrumPanel:             # a GRU: the gate block is named in the legend
         assert f"{panel.current_gate()}, step {runs['gru'][-1].step}" in svg
 

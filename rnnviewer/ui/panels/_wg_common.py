@@ -354,21 +354,31 @@ class RunRecord:
 
 def step_grid(steps, rows, columns):
     """(image (m, C) float32, x0, width): rows (n, m) recorded at increasing `steps`,
-    resampled onto C <= columns uniform columns over [first step, last step] (column j
-    shows the newest row at or before its step) and transposed so that the step runs
-    along x; x0 and width place the image so that column centres sit on their steps."""
+    resampled onto C = `columns` uniform columns over [first step, last step] (each column
+    shows the row recorded nearest its centre, `nearest_record`) and transposed so that
+    the step runs along x; x0 and width place the image on exactly that span, so no
+    column reaches before the first record or past the last, however few there are
+    (two records at steps 0 and 300: step 0's row over [0, 150], step 300's over
+    [150, 300]). One record: one column, one step wide, centred on it."""
     steps = np.asarray(steps)
     if not len(steps):
         return None, 0.0, 1.0
     rows = np.asarray(rows, np.float32)
-    C = min(columns, len(steps))
     s0, s1 = float(steps[0]), float(steps[-1])
-    if C == 1 or s1 <= s0:
+    if len(steps) == 1 or s1 <= s0:
         return np.ascontiguousarray(rows[-1:].T), s0 - 0.5, 1.0
-    centres = s0 + np.arange(C) * (s1 - s0) / (C - 1)
-    idx = np.clip(np.searchsorted(steps, centres + 1e-9, side="right") - 1, 0, len(steps) - 1)
-    width = (s1 - s0) * C / (C - 1)
-    return np.ascontiguousarray(rows[idx].T), s0 - width / (2 * C), width
+    C = max(int(columns), 1)
+    centres = s0 + (np.arange(C) + 0.5) * (s1 - s0) / C
+    return np.ascontiguousarray(rows[nearest_record(steps, centres)].T), s0, s1 - s0
+
+
+def nearest_record(steps, x):
+    """Index into increasing `steps` of the step nearest each x (the earlier on a tie)."""
+    steps = np.asarray(steps)
+    if len(steps) == 1:
+        return np.zeros(np.shape(x), np.intp)
+    j = np.clip(np.searchsorted(steps, x), 1, len(steps) - 1)
+    return j - ((np.asarray(x) - steps[j - 1]) <= (steps[j] - np.asarray(x)))
 
 
 def _weak(fn):

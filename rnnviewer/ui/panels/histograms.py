@@ -20,7 +20,7 @@ from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, RunRecord, Throttle,
                                             color_bar, colormap, fmt, off_screen_throttle,
-                                            step_grid)
+                                            nearest_record, step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
 
 FINE = 128                 # bins per stored histogram
@@ -384,6 +384,8 @@ class HistogramsPanel(Panel):
                 sv.plot.setYRange(lo, hi, padding=0)
             self.x_range.fit(x0, x0 + width)
             label = sv.title if scale == "linear" else f"log\u2081\u2080|{sv.title[0]}|"
+            if which == "params":              # names the matrix (the tool bar's choice)
+                label = f"{name} {label}"      # in the exported picture too
             if sv.label != label:
                 sv.label = label
                 sv.plot.setLabel("left", label, **LABEL_STYLE)
@@ -406,9 +408,7 @@ class HistogramsPanel(Panel):
         C = sv.shown.shape[1]
         lo, hi = sv.edges[row], sv.edges[row + 1]
         first, last = float(sv.steps[0]), float(sv.steps[-1])
-        step = first + (last - first) * (col / max(C - 1, 1)) if C > 1 else last
-        i = int(np.clip(np.searchsorted(sv.steps, step + 1e-9, side="right") - 1, 0,
-                        len(sv.steps) - 1))
+        i = int(nearest_record(sv.steps, first + (col + 0.5) * (last - first) / C))  # step_grid
         c = sv.counts[i]
         share = 100.0 * c[row] / max(c.sum(), 1.0)
         what = sv.title if sv.scale == "linear" else f"log10 |{sv.title}|"
@@ -429,11 +429,6 @@ class HistogramsPanel(Panel):
     # ------------------------------------------------------------ export
     def export_item(self):
         return self.view.scene()
-
-    def export_legends(self):
-        name = self.entry()             # the matrix, chosen in the tool bar: say it
-        return [] if name is None else [(self.strips["params"].plot,
-                                         [(pg.PlotDataItem(pen=None), name)])]
 
     def data_arrays(self):
         out = {}
