@@ -57,7 +57,9 @@ def parse():
 
 
 def headless(config, seconds):
-    """Steps/s of a TrainingSession in a plain thread, no snapshots."""
+    """(steps/s, cores used) of a TrainingSession in a plain thread, no snapshots. The
+    cores: this process's CPU time over wall time (the window is idle meanwhile); below
+    the machine's count, the training's serial parts leave a core idle part of each step."""
     from rnnviewer.training.session import TrainingSession
     s = TrainingSession(config, snapshot_hz=0)
     s.compile()
@@ -66,15 +68,17 @@ def headless(config, seconds):
     result = {}
 
     def body():
-        t0, n0 = time.perf_counter(), s.step
+        t0, n0, c0 = time.perf_counter(), s.step, time.process_time()
         s.run(stop_event=stop)
-        result["rate"] = (s.step - n0) / (time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        result["rate"] = (s.step - n0) / dt
+        result["cores"] = (time.process_time() - c0) / dt
     t = threading.Thread(target=body)
     t.start()
     time.sleep(seconds)
     stop.set()
     t.join()
-    return result["rate"]
+    return result["rate"], result["cores"]
 
 
 class Probe:
@@ -236,9 +240,11 @@ def main():
     if args.profile:
         import cProfile
         profiler = cProfile.Profile(time.thread_time)   # CPU time: GIL waits do not count
-    runs = {"headless": [], "window": []}
+    runs = {"headless": [], "headless_cores": [], "window": []}
     for _ in range(args.repeats):
-        runs["headless"].append(headless(config, args.seconds))
+        rate, cores = headless(config, args.seconds)
+        runs["headless"].append(rate)
+        runs["headless_cores"].append(cores)
         runs["window"].append(windowed(win, probe, args.seconds, profiler))
     win.close()
     med = statistics.median
@@ -251,6 +257,7 @@ def main():
     out = {"config": config.to_dict(), "panels": len(shown), "layout": args.layout,
            "load_average": os.getloadavg(),
            "headless_steps_per_s": head,
+           "headless_cores": med(runs["headless_cores"]),
            "window_steps_per_s": med(r["steps_per_s"] for r in w),
            "latency_p50_ms": med(r["latency_p50_ms"] for r in w),
            "latency_p99_ms": med(r["latency_p99_ms"] for r in w),
@@ -271,6 +278,10 @@ def main():
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores:")
     print(f"  training  headless {head:8.1f} steps/s   window {out['window_steps_per_s']:8.1f} "
           f"steps/s   ratio {100 * out['throughput_ratio']:.0f}%  (goal >= 80%)")
+    window_cores = med(r["cpu_share"].get("training_process", math.nan) for r in w)
+    print(f"  cores     headless training {out['headless_cores']:.2f}   window: training "
+          f"process {window_cores:.2f}, GUI thread "
+          f"{med(r['cpu_share'].get('gui', math.nan) for r in w):.2f}")
     print(f"  latency   p50 {out['latency_p50_ms']:.1f} ms   p99 {out['latency_p99_ms']:.1f} ms"
           f"   max {out['latency_max_ms']:.1f} ms  (goal p99 < 50 ms)")
     print(f"  panel fps min {out['fps_min']:.1f}   median {out['fps_median']:.1f}  (goal >= 20; "
