@@ -88,10 +88,12 @@ du -sm "$INTERNAL"/* | sort -rn | sed -n '1,8s|'"$INTERNAL"'/|   |p'
 echo "== system libraries taken from the host"
 if ! "$PY" packaging/host_libs.py "$INTERNAL" > "$OUT/host-libs.txt" 2>&1 \
         && [ "${CI:-}" = "true" ] && [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null; then
-    # a bare CI image: what a desktop (and the PySide6 wheel itself) takes for granted
+    # a bare CI image: what a desktop (and the PySide6 wheel itself) takes for granted,
+    # with the xcb platform plugin's own (libQt6XcbQpa: icccm, keysyms, cursor)
     apt-get update -qq > "$OUT/apt.log" 2>&1 || true
     apt-get install -y -qq libgl1 libegl1 libxcb1 libx11-6 libx11-xcb1 libfontconfig1 \
-        libfreetype6 libdbus-1-3 libstdc++6 zlib1g libuuid1 >> "$OUT/apt.log" 2>&1 || true
+        libfreetype6 libdbus-1-3 libstdc++6 zlib1g libuuid1 libxcb-icccm4 libxcb-keysyms1 \
+        libxcb-cursor0 >> "$OUT/apt.log" 2>&1 || true
 fi
 "$PY" packaging/host_libs.py "$INTERNAL" | sed 's/^/   /' || fail "this host lacks a library the bundle needs (above)"
 VERSION=$(timeout 120 "$APP" --version) || fail "--version"
