@@ -490,6 +490,10 @@ def test_histograms_keep_the_start_of_a_long_run(qtbot, runs):
     for sv in panel.strips.values():     # the strip covers exactly the recorded steps
         rect = sv.image.mapRectToParent(sv.image.boundingRect())
         assert (rect.left(), rect.right()) == pytest.approx((first.step, later[-1].step))
+    sv = panel.strips["params"]             # hovering a column names the record it shows
+    for col, step in ((0, first.step), (sv.shown.shape[1] - 1, later[-1].step)):
+        panel._on_strip_hover(sv, 3, col)
+        assert panel.info.text().startswith(f"step {step}:")
 
 
 def test_step_ring_and_grid():

@@ -367,18 +367,23 @@ def step_grid(steps, rows, columns):
     s0, s1 = float(steps[0]), float(steps[-1])
     if len(steps) == 1 or s1 <= s0:
         return np.ascontiguousarray(rows[-1:].T), s0 - 0.5, 1.0
-    C = max(int(columns), 1)
-    centres = s0 + (np.arange(C) + 0.5) * (s1 - s0) / C
+    centres = column_steps(s0, s1 - s0, max(int(columns), 1))
     return np.ascontiguousarray(rows[nearest_record(steps, centres)].T), s0, s1 - s0
+
+
+def column_steps(x0, width, columns):
+    """(columns,) step at the centre of each column of a step_grid image placed at x0,
+    `width` wide (what a hover over column j refers to)."""
+    return x0 + (np.arange(columns) + 0.5) * width / columns
 
 
 def nearest_record(steps, x):
     """Index into increasing `steps` of the step nearest each x (the earlier on a tie)."""
-    steps = np.asarray(steps)
+    steps, x = np.asarray(steps), np.asarray(x)
     if len(steps) == 1:
         return np.zeros(np.shape(x), np.intp)
     j = np.clip(np.searchsorted(steps, x), 1, len(steps) - 1)
-    return j - ((np.asarray(x) - steps[j - 1]) <= (steps[j] - np.asarray(x)))
+    return j - ((x - steps[j - 1]) <= (steps[j] - x))
 
 
 def _weak(fn):

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox
 from rnnviewer.ui.panels import Panel, register_panel
 from rnnviewer.ui.panels._perf import LevelGate, TextLine, Trace, ViewRange, set_title
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, SteadyRange, StepRing,
-                                            color_bar, colormap, fmt)
+                                            color_bar, colormap, column_steps, fmt)
 from rnnviewer.ui.style import COLORS, PENS, style_plot
 
 FLOOR = -30.0          # log10 of an exactly zero gradient
@@ -152,8 +152,7 @@ class GradThroughTimePanel(Panel):
             self.plot.setLimits(yMin=0, yMax=T)
             self.plot.setYRange(0, T, padding=0)
         self.plot_x.fit(x0, x0 + width)
-        C = img.shape[1]
-        self.grid_steps = x0 + (np.arange(C) + 0.5) * width / C
+        self.grid_steps = column_steps(x0, width, img.shape[1])
         self.shown = img
         t = np.arange(T) + 0.5
         last = rows[-1]

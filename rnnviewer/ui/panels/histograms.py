@@ -20,7 +20,7 @@ from rnnviewer.ui.panels._layout_batch import batched_layout
 from rnnviewer.ui.panels._perf import Rule, TextLine, Trace, ViewRange, cache_axes
 from rnnviewer.ui.panels._wg_common import (SEQUENTIAL, ReportingImage, RunRecord, Throttle,
                                             color_bar, colormap, fmt, off_screen_throttle,
-                                            nearest_record, step_grid)
+                                            column_steps, nearest_record, step_grid)
 from rnnviewer.ui.style import COLORS, LABEL_STYLE, style_plot
 
 FINE = 128                 # bins per stored histogram
@@ -181,6 +181,7 @@ class StripView:
         self.edges = None
         self.steps = None
         self.shown = None      # (BINS, C) share of the column peak
+        self.columns = None    # (C,) step at each column's centre
         self.counts = None     # (n, BINS) re-binned counts of the stored steps
 
     def _hover(self, row, col):
@@ -395,6 +396,7 @@ class HistogramsPanel(Panel):
             sv.bars.setData(edges, 100.0 * counts[-1] / total)
             sv.first.setData(100.0 * counts[0] / max(counts[0].sum(), 1.0), centres)
             sv.edges, sv.steps, sv.shown, sv.counts = edges, steps, img, counts
+            sv.columns = column_steps(x0, width, img.shape[1])
             latest = rows[-1]
             outside = (counts[-1, 0] + counts[-1, -1]) / total
             what = title if scale == "linear" else f"log10|{title}|"
@@ -405,10 +407,8 @@ class HistogramsPanel(Panel):
     def _on_strip_hover(self, sv, row, col):
         if row is None or sv.shown is None:
             return
-        C = sv.shown.shape[1]
         lo, hi = sv.edges[row], sv.edges[row + 1]
-        first, last = float(sv.steps[0]), float(sv.steps[-1])
-        i = int(nearest_record(sv.steps, first + (col + 0.5) * (last - first) / C))  # step_grid
+        i = int(nearest_record(sv.steps, sv.columns[col]))      # the record column col shows
         c = sv.counts[i]
         share = 100.0 * c[row] / max(c.sum(), 1.0)
         what = sv.title if sv.scale == "linear" else f"log10 |{sv.title}|"
